@@ -1,0 +1,201 @@
+"""The DDiT backbone of SEDD, MDLM and BD3-LM: a bidirectional transformer with adaLN conditioning.
+
+Parameter names equal the official checkpoints' (``vocab_embed.embedding``, ``sigma_map.mlp.0``,
+``blocks.N.attn_qkv``, ``output_layer.linear``...), so official weights load key for key.
+
+Forward, for ids X [B, L] and a conditioning scalar ``sigma`` [B]:
+  h = E[X];  c = SiLU(MLP(sinusoid(sigma)))   (cos first, 256 features, no rescaling of sigma)
+  each block:  h += gate1 * attn(modulate(LN(h)))  and  h += gate2 * mlp(modulate(LN(h)))
+  logits = linear(modulate(LN(h)))
+with rotary positions (rotate-half layout) on q and k, and scaled-dot-product attention that
+takes a boolean mask (padding, or any [B, 1, Lq, Lk] pattern such as BD3-LM's block mask).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+
+class LayerNorm(nn.Module):
+    """Bias-free LayerNorm computed in float32, as in the official DiT."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.dim = dim
+
+    def forward(self, x):
+        return F.layer_norm(x.float(), [self.dim]).to(x.dtype) * self.weight[None, None, :]
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of the conditioning scalar followed by a 2-layer MLP (GLIDE / DiT)."""
+
+    def __init__(self, cond_dim: int, frequency_embedding_size: int = 256):
+        super().__init__()
+        self.frequency_embedding_size = frequency_embedding_size
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, cond_dim, bias=True),
+            nn.SiLU(),
+            nn.Linear(cond_dim, cond_dim, bias=True),
+        )
+
+    @staticmethod
+    def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t[:, None].float() * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # cos first, as the checkpoints expect
+
+    def forward(self, t):
+        t_freq = self.timestep_embedding(t, self.frequency_embedding_size)
+        return self.mlp(t_freq.to(self.mlp[0].weight.dtype))
+
+
+class Rotary(nn.Module):
+    """Rotary position tables. ``inv_freq`` is a persistent buffer, as in the checkpoints."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.head_dim = head_dim
+        self.base = base
+        self.register_buffer("inv_freq", self.compute_inv_freq(head_dim, base), persistent=True)
+
+    @staticmethod
+    def compute_inv_freq(head_dim: int, base: float = 10000.0) -> torch.Tensor:
+        return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+
+    def forward(self, position_ids: torch.Tensor):
+        """position_ids [B, L] or [L] -> (cos, sin) of shape [B or 1, 1, L, head_dim]."""
+        if position_ids.dim() == 1:
+            position_ids = position_ids[None]
+        freqs = position_ids[..., None].float() * self.inv_freq.float()
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos()[:, None], emb.sin()[:, None]
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate-half (GPT-NeoX) layout: feature j pairs with feature j + d/2."""
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+class DDiTBlock(GradientCheckpointingLayer):
+    is_causal = False
+
+    def __init__(self, hidden_size: int, num_heads: int, cond_dim: int, mlp_ratio: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.n_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.norm1 = LayerNorm(hidden_size)
+        self.attn_qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.attn_out = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.norm2 = LayerNorm(hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, mlp_ratio * hidden_size, bias=True),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(mlp_ratio * hidden_size, hidden_size, bias=True),
+        )
+        self.adaLN_modulation = nn.Linear(cond_dim, 6 * hidden_size, bias=True)
+        self.dropout = dropout
+
+    def attention(self, x, cos, sin, attn_mask, kv_cache=None):
+        b, l, _ = x.shape
+        qkv = self.attn_qkv(x).view(b, l, 3, self.n_heads, self.head_dim)  # [3][H][d] layout
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, d]
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_cache is not None:
+            k, v = kv_cache(k, v)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        return o.transpose(1, 2).reshape(b, l, -1)
+
+    def forward(self, x, c, cos, sin, attn_mask=None, kv_cache=None):
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
+        h = self.attention(modulate(self.norm1(x), shift1, scale1), cos, sin, attn_mask, kv_cache)
+        x = x + gate1 * F.dropout(self.attn_out(h), self.dropout, self.training)
+        h = self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + gate2 * F.dropout(h, self.dropout, self.training)
+
+
+class DDitFinalLayer(nn.Module):
+    def __init__(self, hidden_size: int, out_channels: int, cond_dim: int):
+        super().__init__()
+        self.norm_final = LayerNorm(hidden_size)
+        self.linear = nn.Linear(hidden_size, out_channels)
+        self.adaLN_modulation = nn.Linear(cond_dim, 2 * hidden_size, bias=True)
+
+    def forward(self, x, c):
+        shift, scale = self.adaLN_modulation(c)[:, None].chunk(2, dim=2)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class EmbeddingLayer(nn.Module):
+    """A raw [V, D] matrix (key ``vocab_embed.embedding``), untied from the output layer."""
+
+    def __init__(self, dim: int, vocab_size: int):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(vocab_size, dim))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
+
+    @property
+    def weight(self):  # lets PEFT / resize utilities treat it like nn.Embedding
+        return self.embedding
+
+    @property
+    def num_embeddings(self):
+        return self.embedding.shape[0]
+
+    def forward(self, x):
+        return F.embedding(x, self.embedding)
+
+
+def padding_to_attn_mask(attention_mask: torch.Tensor | None, dtype_bool=True) -> torch.Tensor | None:
+    """[B, L] (1 = attend) -> boolean key mask [B, 1, 1, L] for SDPA; 4-D boolean masks pass through."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() == 4:
+        return attention_mask.bool()
+    return attention_mask.bool()[:, None, None, :]
+
+
+class DiT(nn.Module):
+    """The DDiT trunk. ``config`` needs vocab_size, hidden_size, num_hidden_layers,
+    num_attention_heads, cond_dim, dropout and mlp_ratio."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.vocab_embed = EmbeddingLayer(config.hidden_size, config.vocab_size)
+        self.sigma_map = TimestepEmbedder(config.cond_dim)
+        self.rotary_emb = Rotary(config.hidden_size // config.num_attention_heads)
+        self.blocks = nn.ModuleList(
+            DDiTBlock(config.hidden_size, config.num_attention_heads, config.cond_dim, config.mlp_ratio, config.dropout)
+            for _ in range(config.num_hidden_layers)
+        )
+        self.output_layer = DDitFinalLayer(config.hidden_size, config.vocab_size, config.cond_dim)
+
+    def forward(self, input_ids, sigma, attention_mask=None, position_ids=None, kv_caches=None):
+        """input_ids [B, L]; sigma [B] (the conditioning scalar); attention_mask [B, L] or a
+        boolean [B|1, 1, L, L_k]; position_ids [B, L] or [L] (default 0..L-1). Returns logits [B, L, V]."""
+        x = self.vocab_embed(input_ids)
+        c = F.silu(self.sigma_map(sigma))
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
+        cos, sin = self.rotary_emb(position_ids)
+        attn_mask = padding_to_attn_mask(attention_mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, c, cos, sin, attn_mask, None if kv_caches is None else kv_caches[i])
+        return self.output_layer(x, c)

@@ -1,0 +1,236 @@
+"""``DiffusionGenerationMixin``: ``generate`` by iterative denoising instead of left-to-right decoding.
+
+The loop owns the network calls; samplers (``hf_ddlm.samplers``) only turn the model's output into
+the next state. Conditioning is by projection (SEDD eq. 22, MDLM's infilling): fixed positions
+(a prompt, or the known tokens of an infilling pattern) are written back after every step, so the
+sampler only ever changes free positions. For the absorbing graph fixed tokens are unmasked and
+never move anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+from ..samplers import filter_logits, get_sampler
+from .configuration import DiffusionGenerationConfig
+
+
+@dataclass
+class DiffusionGenerateOutput(ModelOutput):
+    sequences: torch.LongTensor | None = None
+    num_function_evaluations: int | None = None
+    trajectory: list | None = None  # the canvas after every step, when output_trajectory=True
+
+
+def _process_output(output, kind, x_t, graph, temperature, top_k, top_p):
+    """Apply temperature / top-k / top-p to the distribution over clean tokens behind the output.
+
+    log_probs (MDLM): at masked positions, filter log p(x0). log_score on the absorbing graph: by
+    RADD's theorem the score at a masked position is p0(y) / (e^sigma - 1), so filtering the
+    normalised scores over y != mask and restoring their total keeps the reverse rate's scale.
+    """
+    if temperature == 1.0 and not top_k and (top_p is None or top_p >= 1.0):
+        return output
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not graph.absorbing:
+        raise ValueError("temperature / top_k / top_p need a distribution over clean tokens; the uniform graph has none")
+    masked = (x_t == graph.mask_token_id).unsqueeze(-1)
+    body = output[..., :-1]
+    filtered = filter_logits(body.float(), temperature, top_k, top_p).log_softmax(-1).to(output.dtype)
+    if kind == "log_score":
+        filtered = filtered + torch.logsumexp(body, dim=-1, keepdim=True)
+    new = torch.cat([filtered, output[..., -1:]], dim=-1)
+    return torch.where(masked, new, output)
+
+
+class DiffusionGenerationMixin:
+    """Adds ``generate`` to hf_ddlm models. Listed on each concrete model class so that
+    ``can_generate()`` (which looks for "GenerationMixin" among the direct bases) is true."""
+
+    generation_config_class = DiffusionGenerationConfig
+    default_sampler = "analytic"
+    model_output_kind = "log_score"
+
+    def _default_generation_config(self) -> DiffusionGenerationConfig:
+        return DiffusionGenerationConfig(sampler=self.default_sampler)
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs):
+        """Called by ``from_pretrained``: load ``generation_config.json`` into our config class."""
+        if generation_config is not None:
+            self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
+            return
+        keep = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder") if k in kwargs}
+        try:
+            self.generation_config = self.generation_config_class.from_pretrained(pretrained_model_name_or_path, **keep)
+        except (OSError, ValueError):
+            self.generation_config = self._default_generation_config()
+        if self.generation_config.sampler is None:
+            self.generation_config.sampler = self.default_sampler
+
+    def _prepare_generation_config(self, generation_config, kwargs):
+        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        if not isinstance(base, DiffusionGenerationConfig):
+            base = self._default_generation_config() if base is None else DiffusionGenerationConfig.from_dict(base.to_dict())
+        gc = DiffusionGenerationConfig.from_dict(base.to_dict())
+        unused = gc.update(**kwargs)
+        if unused:
+            raise ValueError(f"generate got unknown arguments {sorted(unused)}")
+        if gc.sampler is None:
+            gc.sampler = self.default_sampler
+        return gc
+
+    def _build_canvas(self, input_ids, attention_mask, infill_mask, gc, device, generator):
+        """Returns (x, fixed, attention_mask): the initial state, the positions that never change."""
+        graph, vocab = self.graph, self.config.vocab_size
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
+            bad = (input_ids < 0) | (input_ids >= vocab)
+            if bad.any():
+                raise ValueError(f"input_ids has ids outside [0, {vocab})")
+        if infill_mask is not None:
+            if input_ids is None or infill_mask.shape != input_ids.shape:
+                raise ValueError("infill_mask needs input_ids of the same shape (True marks positions to generate)")
+            fixed = ~infill_mask.bool()
+            if graph.mask_token_id is not None and ((input_ids == graph.mask_token_id) & fixed).any():
+                raise ValueError("input_ids holds the mask token at a position infill_mask keeps fixed")
+            x = torch.where(fixed, input_ids, graph.sample_prior(input_ids.shape, device, generator))
+            return x, fixed, attention_mask
+        if input_ids is None:
+            batch, prompt_len = gc.num_return_sequences or 1, 0
+        else:
+            if graph.mask_token_id is not None and (input_ids == graph.mask_token_id).any():
+                raise ValueError(f"the prompt input_ids must not contain the mask token id {graph.mask_token_id}")
+            batch, prompt_len = input_ids.shape
+        if gc.max_new_tokens is not None:
+            length = prompt_len + gc.max_new_tokens
+        elif gc.max_length is not None:
+            length = gc.max_length
+        else:  # neither given: the model's training length
+            length = self.config.max_position_embeddings
+        if length is None or length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {length}")
+        if prompt_len >= length:
+            raise ValueError(f"the prompt ({prompt_len} tokens) must be shorter than max_length ({length})")
+        x = graph.sample_prior((batch, length), device, generator)
+        fixed = torch.zeros(batch, length, dtype=torch.bool, device=device)
+        if input_ids is not None:
+            x[:, :prompt_len] = input_ids
+            fixed[:, :prompt_len] = True
+            if attention_mask is not None:
+                if attention_mask.shape != input_ids.shape:
+                    raise ValueError(f"attention_mask must have the prompt's shape {tuple(input_ids.shape)}")
+                ones = torch.ones(batch, length - prompt_len, dtype=attention_mask.dtype, device=device)
+                attention_mask = torch.cat([attention_mask, ones], dim=1)
+        return x, fixed, attention_mask
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: DiffusionGenerationConfig | None = None,
+        infill_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        callback=None,
+        streamer=None,
+        progress_bar: bool = False,
+        return_dict_in_generate: bool = False,
+        output_trajectory: bool = False,
+        uniform_noise_fn=None,
+        **kwargs,
+    ):
+        r"""Generate token ids by denoising from the prior (all-mask, or uniform noise).
+
+        - unconditional: `generate(max_length=L, num_return_sequences=N)`;
+        - prompted: `generate(input_ids=prompt, max_new_tokens=N)` (or `max_length`); a left-padded
+          batch passes `attention_mask`: padding is kept and never attended to;
+        - infilling: `generate(input_ids=ids, infill_mask=m)`, `m` True where tokens are generated.
+
+        Other arguments: any `DiffusionGenerationConfig` field as a keyword (`num_inference_steps`,
+        `sampler`, `sampler_kwargs`, `temperature`, `top_k`, `top_p`, ...); `generator` or `seed`
+        for reproducibility; `callback(step, t, x)` after every step; a `transformers` streamer
+        (its `put_draft` sees every intermediate canvas when it has one); `progress_bar`.
+        Returns the ids [B, L], or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
+        `uniform_noise_fn(shape)`, for tests, supplies the uniform draws of every categorical sample.
+        """
+        gc = self._prepare_generation_config(generation_config, kwargs)
+        steps = gc.num_inference_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer, got {steps!r}")
+        device = self.device
+        if seed is not None:
+            if generator is not None:
+                raise ValueError("pass either generator or seed, not both")
+            generator = torch.Generator(device=device).manual_seed(seed)
+        if input_ids is not None:
+            input_ids = input_ids.to(device)
+            if gc.num_return_sequences and gc.num_return_sequences > 1:
+                input_ids = input_ids.repeat_interleave(gc.num_return_sequences, dim=0)
+                attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(gc.num_return_sequences, dim=0)
+                infill_mask = None if infill_mask is None else infill_mask.repeat_interleave(gc.num_return_sequences, dim=0)
+        x, fixed, attention_mask = self._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
+        fixed_ids = x.clone()
+
+        sampler = get_sampler(gc.sampler, self.graph, self.schedule, **gc.sampler_kwargs)
+        if sampler.needs != self.model_output_kind:
+            raise ValueError(
+                f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(self).__name__} outputs {self.model_output_kind!r}"
+            )
+        timesteps = sampler.set_timesteps(steps, gc.t_min, device)
+        batch = x.shape[0]
+        reuse_ok = gc.use_cache and not self.config.time_conditioning
+        noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
+
+        def model_output(x, t):
+            out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
+            return _process_output(out, self.model_output_kind, x, self.graph, gc.temperature or 1.0, gc.top_k, gc.top_p)
+
+        nfe, cached, trajectory = 0, None, []
+        iterator = range(steps)
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="denoising", total=steps)
+        for i in iterator:
+            t, s = timesteps[i], timesteps[i + 1]
+            if cached is None or not reuse_ok:
+                cached = model_output(x, t)
+                nfe += 1
+            vocab_out = cached.shape[-1]
+            out = sampler.step(cached, x, t.expand(batch), s.expand(batch), generator, noise((*x.shape, vocab_out)))
+            x_new = torch.where(fixed, fixed_ids, out.prev_sample)
+            if not torch.equal(x_new, x):
+                cached = None
+            x = x_new
+            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None)
+        if gc.noise_removal:
+            t = timesteps[-1]
+            if cached is None or not reuse_ok:
+                cached = model_output(x, t)
+                nfe += 1
+            vocab_out = cached.shape[-1] - int(self.graph.absorbing and sampler.needs == "log_score")
+            out = sampler.denoise(cached, x, t.expand(batch), generator, noise((*x.shape, vocab_out)))
+            x = torch.where(fixed, fixed_ids, out.prev_sample)
+            self._report(steps, t, x, callback, streamer, trajectory if output_trajectory else None)
+        if streamer is not None:
+            streamer.put(x.cpu())
+            streamer.end()
+        self.last_num_function_evaluations = nfe
+        if return_dict_in_generate:
+            return DiffusionGenerateOutput(sequences=x, num_function_evaluations=nfe, trajectory=trajectory if output_trajectory else None)
+        return x
+
+    @staticmethod
+    def _report(step, t, x, callback, streamer, trajectory):
+        if trajectory is not None:
+            trajectory.append(x.clone())
+        if callback is not None:
+            callback(step, float(t), x)
+        if streamer is not None and hasattr(streamer, "put_draft"):
+            streamer.put_draft(x.cpu())

@@ -1,0 +1,2 @@
+from .configuration_sedd import SEDDConfig
+from .modeling_sedd import SEDDForDiffusionLM, SEDDPreTrainedModel

@@ -1,0 +1,127 @@
+"""Noise schedules: the map t -> total noise sigma(t).
+
+Symbols used everywhere in hf_ddlm (time runs from t=0, clean data, to t=1, fully noised):
+
+* ``sigma``  -- the *total* noise sigma-bar(t) = int_0^t beta(s) ds. The forward CTMC with rate
+  matrix ``beta(t) Q`` has transition ``exp(sigma(t) Q)``.
+* ``dsigma`` -- its rate d sigma / dt (SEDD's ``rate_noise``; MDLM's ``sigma'``).
+* ``alpha``  -- exp(-sigma): the probability that a token is untouched at time t (MDLM's alpha_t).
+* ``mask_prob`` -- 1 - alpha = -expm1(-sigma): MDLM's "move chance".
+* ``expm1_sigma`` -- e^sigma - 1 with the official switch (expm1 below 0.5, exp - 1 above), the
+  ``E`` of SEDD's score entropy and of its ``scale_by_sigma``.
+
+Schedules are plain objects (no parameters, no buffers) that compute in the dtype and on the device
+of ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def expm1_sigma(sigma: torch.Tensor) -> torch.Tensor:
+    """e^sigma - 1, computed exactly as the official SEDD code does (expm1 for sigma < 0.5)."""
+    return torch.where(sigma < 0.5, torch.expm1(sigma), sigma.exp() - 1)
+
+
+@dataclass
+class NoiseLevel:
+    """The noise at a time t. ``sigma`` and ``dsigma`` have the shape of t."""
+
+    sigma: torch.Tensor
+    dsigma: torch.Tensor
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.exp(-self.sigma)
+
+    @property
+    def dalpha(self) -> torch.Tensor:
+        return -self.dsigma * self.alpha
+
+    @property
+    def mask_prob(self) -> torch.Tensor:
+        return -torch.expm1(-self.sigma)
+
+    @property
+    def expm1_sigma(self) -> torch.Tensor:
+        return expm1_sigma(self.sigma)
+
+
+class NoiseSchedule:
+    """Base class: subclasses implement ``total_noise`` and ``rate_noise``."""
+
+    name: str = ""
+
+    def total_noise(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rate_noise(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, t: torch.Tensor) -> NoiseLevel:
+        return NoiseLevel(sigma=self.total_noise(t), dsigma=self.rate_noise(t))
+
+    def to_dict(self) -> dict:
+        return {}
+
+
+class LogLinearSchedule(NoiseSchedule):
+    """sigma(t) = -log(1 - (1 - eps) t), so the mask probability is (1 - eps) t (SEDD, MDLM).
+
+    ``eps`` keeps sigma(1) finite: 1e-3 in both official codes (SEDD hard-codes it). With eps = 0
+    this is BD3-LM's schedule (mask probability exactly t).
+    """
+
+    name = "loglinear"
+
+    def __init__(self, eps: float = 1e-3):
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"noise_eps must be in [0, 1), got {eps}")
+        self.eps = eps
+
+    def total_noise(self, t):
+        return -torch.log1p(-(1 - self.eps) * t)
+
+    def rate_noise(self, t):
+        return (1 - self.eps) / (1 - (1 - self.eps) * t)
+
+    def to_dict(self):
+        return {"eps": self.eps}
+
+
+class GeometricSchedule(NoiseSchedule):
+    """sigma(t) = sigma_min^(1-t) sigma_max^t (SEDD's geometric noise, used with the uniform graph)."""
+
+    name = "geometric"
+
+    def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0):
+        if not 0.0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        self.sigma_min = sigma_min
+        self.sigma_max = sigma_max
+
+    def total_noise(self, t):
+        return self.sigma_min ** (1 - t) * self.sigma_max**t
+
+    def rate_noise(self, t):
+        return self.total_noise(t) * (math.log(self.sigma_max) - math.log(self.sigma_min))
+
+    def to_dict(self):
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+
+
+SCHEDULES: dict[str, type[NoiseSchedule]] = {
+    LogLinearSchedule.name: LogLinearSchedule,
+    GeometricSchedule.name: GeometricSchedule,
+}
+
+
+def get_schedule(name: str, **kwargs) -> NoiseSchedule:
+    """Build a schedule by name; ``kwargs`` are the schedule's own parameters."""
+    if name not in SCHEDULES:
+        raise ValueError(f"noise_schedule must be one of {sorted(SCHEDULES)}, got {name!r}")
+    return SCHEDULES[name](**kwargs)
