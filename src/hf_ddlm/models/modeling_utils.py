@@ -264,7 +264,7 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         for k in range(num_samples):
             u = torch.rand(b, generator=generator, device=input_ids.device)
             t = t_min + (1 - t_min) * (k + u) / num_samples
-            t = t.clamp_min(1e-6)
+            t = t.clamp(1e-6, 1 - 1e-6)  # sigma(1) is infinite when the schedule has no eps
             loss_mask = labels != -100
             x_t = torch.where(loss_mask, self.graph.sample_xt(input_ids, self.schedule(t).sigma, generator=generator), input_ids)
             out = self(input_ids=x_t, attention_mask=attention_mask, timesteps=t, labels=labels)
