@@ -6,6 +6,14 @@ Importing the package registers every model with ``AutoConfig``, ``AutoModel`` a
 
 from .generation import DiffusionGenerateOutput, DiffusionGenerationConfig, DiffusionGenerationMixin
 from .models import (
+    BD3LMConfig,
+    BD3LMForDiffusionLM,
+    CSMConfig,
+    CSMForDiffusionLM,
+    CTMCConfig,
+    CTMCForDiffusionLM,
+    D3PMConfig,
+    D3PMForDiffusionLM,
     DiffusionConfig,
     DiffusionLMOutput,
     DiffusionPreTrainedModel,
@@ -21,6 +29,14 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "BD3LMConfig",
+    "BD3LMForDiffusionLM",
+    "CSMConfig",
+    "CSMForDiffusionLM",
+    "CTMCConfig",
+    "CTMCForDiffusionLM",
+    "D3PMConfig",
+    "D3PMForDiffusionLM",
     "DiffusionConfig",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from .attention import dot_product_attention
+
 
 class LayerNorm(nn.Module):
     """Bias-free LayerNorm computed in float32, as in the official DiT."""
@@ -110,6 +112,7 @@ class DDiTBlock(GradientCheckpointingLayer):
             nn.Linear(mlp_ratio * hidden_size, hidden_size, bias=True),
         )
         self.adaLN_modulation = nn.Linear(cond_dim, 6 * hidden_size, bias=True)
+        self.adaLN_modulation.zero_init = True  # adaLN-zero: each block starts as the identity
         self.dropout = dropout
 
     def attention(self, x, cos, sin, attn_mask, kv_cache=None):
@@ -119,7 +122,7 @@ class DDiTBlock(GradientCheckpointingLayer):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache(k, v)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        o = dot_product_attention(q, k, v, attn_mask)  # SDPA, or FlexAttention for a BlockMask
         return o.transpose(1, 2).reshape(b, l, -1)
 
     def forward(self, x, c, cos, sin, attn_mask=None, kv_cache=None):
@@ -136,6 +139,7 @@ class DDitFinalLayer(nn.Module):
         self.norm_final = LayerNorm(hidden_size)
         self.linear = nn.Linear(hidden_size, out_channels)
         self.adaLN_modulation = nn.Linear(cond_dim, 2 * hidden_size, bias=True)
+        self.linear.zero_init = self.adaLN_modulation.zero_init = True  # the model starts at a uniform output
 
     def forward(self, x, c):
         shift, scale = self.adaLN_modulation(c)[:, None].chunk(2, dim=2)
@@ -164,8 +168,8 @@ class EmbeddingLayer(nn.Module):
 
 def padding_to_attn_mask(attention_mask: torch.Tensor | None, dtype_bool=True) -> torch.Tensor | None:
     """[B, L] (1 = attend) -> boolean key mask [B, 1, 1, L] for SDPA; 4-D boolean masks pass through."""
-    if attention_mask is None:
-        return None
+    if attention_mask is None or not torch.is_tensor(attention_mask):  # None, or a flex BlockMask
+        return attention_mask
     if attention_mask.dim() == 4:
         return attention_mask.bool()
     return attention_mask.bool()[:, None, None, :]
@@ -187,9 +191,10 @@ class DiT(nn.Module):
         )
         self.output_layer = DDitFinalLayer(config.hidden_size, config.vocab_size, config.cond_dim)
 
-    def forward(self, input_ids, sigma, attention_mask=None, position_ids=None, kv_caches=None):
+    def forward(self, input_ids, sigma, attention_mask=None, position_ids=None, kv_caches=None, output_positions=None):
         """input_ids [B, L]; sigma [B] (the conditioning scalar); attention_mask [B, L] or a
-        boolean [B|1, 1, L, L_k]; position_ids [B, L] or [L] (default 0..L-1). Returns logits [B, L, V]."""
+        boolean [B|1, 1, L, L_k]; position_ids [B, L] or [L] (default 0..L-1). Returns logits [B, L, V],
+        or [B, K, V] for the rows ``output_positions`` [B, K] only (the output head skips the others)."""
         x = self.vocab_embed(input_ids)
         c = F.silu(self.sigma_map(sigma))
         if position_ids is None:
@@ -198,4 +203,6 @@ class DiT(nn.Module):
         attn_mask = padding_to_attn_mask(attention_mask)
         for i, block in enumerate(self.blocks):
             x = block(x, c, cos, sin, attn_mask, None if kv_caches is None else kv_caches[i])
+        if output_positions is not None:
+            x = x.gather(1, output_positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output_layer(x, c)

@@ -81,6 +81,17 @@ class DiffusionGenerationMixin:
             raise ValueError(f"generate got unknown arguments {sorted(unused)}")
         if gc.sampler is None:
             gc.sampler = self.default_sampler
+        # transformers v5 leaves unset fields None; check the ones generate reads
+        for name in ("num_return_sequences", "max_length", "max_new_tokens"):
+            value = getattr(gc, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if gc.temperature is not None and not gc.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {gc.temperature}")
+        if gc.top_k is not None and (not isinstance(gc.top_k, int) or gc.top_k < 0):
+            raise ValueError(f"top_k must be a non-negative integer (0 or None: no top-k), got {gc.top_k!r}")
+        if gc.top_p is not None and not 0 < gc.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {gc.top_p}")
         return gc
 
     def _build_canvas(self, input_ids, attention_mask, infill_mask, gc, device, generator):
@@ -89,6 +100,8 @@ class DiffusionGenerationMixin:
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
+            if input_ids.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
             bad = (input_ids < 0) | (input_ids >= vocab)
             if bad.any():
                 raise ValueError(f"input_ids has ids outside [0, {vocab})")
@@ -98,9 +111,13 @@ class DiffusionGenerationMixin:
             fixed = ~infill_mask.bool()
             if graph.mask_token_id is not None and ((input_ids == graph.mask_token_id) & fixed).any():
                 raise ValueError("input_ids holds the mask token at a position infill_mask keeps fixed")
+            if gc.max_new_tokens is not None or gc.max_length not in (None, input_ids.shape[1]):
+                raise ValueError("with infill_mask the length is that of input_ids: do not pass max_new_tokens or another max_length")
             x = torch.where(fixed, input_ids, graph.sample_prior(input_ids.shape, device, generator))
             return x, fixed, attention_mask
         if input_ids is None:
+            if attention_mask is not None:
+                raise ValueError("attention_mask describes the prompt's padding: pass it with input_ids")
             batch, prompt_len = gc.num_return_sequences or 1, 0
         else:
             if graph.mask_token_id is not None and (input_ids == graph.mask_token_id).any():
@@ -159,6 +176,13 @@ class DiffusionGenerationMixin:
         Returns the ids [B, L], or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
         `uniform_noise_fn(shape)`, for tests, supplies the uniform draws of every categorical sample.
         """
+        if getattr(self, "is_block_diffusion", False):  # BD3-LM: block by block, with a KV cache
+            from .block_decoding import block_generate
+
+            return block_generate(
+                self, input_ids, attention_mask, generation_config, infill_mask, generator, seed, callback, streamer,
+                progress_bar, return_dict_in_generate, output_trajectory, uniform_noise_fn, **kwargs,
+            )
         gc = self._prepare_generation_config(generation_config, kwargs)
         steps = gc.num_inference_steps
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -176,20 +200,29 @@ class DiffusionGenerationMixin:
                 infill_mask = None if infill_mask is None else infill_mask.repeat_interleave(gc.num_return_sequences, dim=0)
         x, fixed, attention_mask = self._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
         fixed_ids = x.clone()
+        # the transformers streamer contract (TextStreamer, TextDiffusionStreamer): the prompt first,
+        # then drafts and the final tokens of the generated part (the whole canvas when infilling)
+        prompt_len = input_ids.shape[1] if input_ids is not None and infill_mask is None else 0
+        if streamer is not None:
+            streamer.put(x[:, :prompt_len].cpu())
 
-        sampler = get_sampler(gc.sampler, self.graph, self.schedule, **gc.sampler_kwargs)
+        try:
+            sampler = get_sampler(gc.sampler, self.graph, self.schedule, **gc.sampler_kwargs)
+        except TypeError as error:  # an argument the sampler's constructor does not take
+            raise ValueError(f"sampler_kwargs {gc.sampler_kwargs} do not fit sampler {gc.sampler!r}: {error}") from None
         if sampler.needs != self.model_output_kind:
             raise ValueError(
                 f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(self).__name__} outputs {self.model_output_kind!r}"
             )
         timesteps = sampler.set_timesteps(steps, gc.t_min, device)
         batch = x.shape[0]
-        reuse_ok = gc.use_cache and not self.config.time_conditioning
+        # use_cache is None unless set (transformers v5 leaves unset fields None): None means on
+        reuse_ok = gc.use_cache is not False and not self.config.time_conditioning
         noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
 
         def model_output(x, t):
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
-            return _process_output(out, self.model_output_kind, x, self.graph, gc.temperature or 1.0, gc.top_k, gc.top_p)
+            return _process_output(out, self.model_output_kind, x, self.graph, 1.0 if gc.temperature is None else gc.temperature, gc.top_k, gc.top_p)
 
         nfe, cached, trajectory = 0, None, []
         iterator = range(steps)
@@ -208,7 +241,7 @@ class DiffusionGenerationMixin:
             if not torch.equal(x_new, x):
                 cached = None
             x = x_new
-            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None)
+            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
         if gc.noise_removal:
             t = timesteps[-1]
             if cached is None or not reuse_ok:
@@ -217,9 +250,9 @@ class DiffusionGenerationMixin:
             vocab_out = cached.shape[-1] - int(self.graph.absorbing and sampler.needs == "log_score")
             out = sampler.denoise(cached, x, t.expand(batch), generator, noise((*x.shape, vocab_out)))
             x = torch.where(fixed, fixed_ids, out.prev_sample)
-            self._report(steps, t, x, callback, streamer, trajectory if output_trajectory else None)
+            self._report(steps, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
         if streamer is not None:
-            streamer.put(x.cpu())
+            streamer.put(x[:, prompt_len:].cpu())
             streamer.end()
         self.last_num_function_evaluations = nfe
         if return_dict_in_generate:
@@ -227,10 +260,10 @@ class DiffusionGenerationMixin:
         return x
 
     @staticmethod
-    def _report(step, t, x, callback, streamer, trajectory):
+    def _report(step, t, x, callback, streamer, trajectory, draft_start=0):
         if trajectory is not None:
             trajectory.append(x.clone())
         if callback is not None:
             callback(step, float(t), x)
         if streamer is not None and hasattr(streamer, "put_draft"):
-            streamer.put_draft(x.cpu())
+            streamer.put_draft(x[:, draft_start:].cpu())

@@ -1,4 +1,8 @@
+from .bd3lm import BD3LMConfig, BD3LMForDiffusionLM
 from .configuration_utils import DiffusionConfig
+from .csm import CSMConfig, CSMForDiffusionLM
+from .ctmc import CTMCConfig, CTMCForDiffusionLM
+from .d3pm import D3PMConfig, D3PMForDiffusionLM
 from .mdlm import MDLMConfig, MDLMForDiffusionLM
 from .modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel
 from .sedd import SEDDConfig, SEDDForDiffusionLM

@@ -12,11 +12,22 @@ import functools
 
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrainedConfig
 
+from .bd3lm import BD3LMConfig, BD3LMForDiffusionLM
+from .csm import CSMConfig, CSMForDiffusionLM
+from .ctmc import CTMCConfig, CTMCForDiffusionLM
+from .d3pm import D3PMConfig, D3PMForDiffusionLM
 from .mdlm import MDLMConfig, MDLMForDiffusionLM
 from .sedd import SEDDConfig, SEDDForDiffusionLM
 from .sedd.configuration_sedd import is_official_sedd_config
 
-MODELS = [(SEDDConfig, SEDDForDiffusionLM), (MDLMConfig, MDLMForDiffusionLM)]
+MODELS = [
+    (SEDDConfig, SEDDForDiffusionLM),
+    (MDLMConfig, MDLMForDiffusionLM),
+    (BD3LMConfig, BD3LMForDiffusionLM),
+    (D3PMConfig, D3PMForDiffusionLM),
+    (CTMCConfig, CTMCForDiffusionLM),
+    (CSMConfig, CSMForDiffusionLM),
+]
 
 
 def _patch_auto_config_for_official_sedd():

@@ -78,4 +78,6 @@ class DiffusionConfig(PreTrainedConfig):
     def schedule_kwargs(self) -> dict:
         if self.noise_schedule == "loglinear":
             return {"eps": self.noise_eps}
+        if self.noise_schedule == "cosine":
+            return {}
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}

@@ -23,7 +23,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..generation.configuration import DiffusionGenerationConfig
-from ..backbones.dit import DDiTBlock, DDitFinalLayer, DiT, EmbeddingLayer, Rotary
+from ..backbones.dit import DiT, EmbeddingLayer, Rotary
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
 from .configuration_utils import DiffusionConfig
 
@@ -77,23 +77,17 @@ class DiffusionPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         # Official DiT init: zero adaLN and output head (the model starts at a uniform p0);
-        # everything else PyTorch's defaults. Buffers are refilled here because from_pretrained
+        # every other Linear keeps PyTorch's default init from its construction. Buffers are refilled here because from_pretrained
         # builds the model on the meta device.
         if isinstance(module, Rotary):
             init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
         elif isinstance(module, EmbeddingLayer):
             init.kaiming_uniform_(module.embedding, a=5**0.5)
-        elif isinstance(module, (DDiTBlock, DDitFinalLayer)):
-            init.zeros_(module.adaLN_modulation.weight)
-            init.zeros_(module.adaLN_modulation.bias)
-            if isinstance(module, DDitFinalLayer):
-                init.zeros_(module.linear.weight)
-                init.zeros_(module.linear.bias)
-        elif isinstance(module, torch.nn.Linear) and not getattr(module, "_is_hf_initialized", False):
-            init.kaiming_uniform_(module.weight, a=5**0.5)
+        elif isinstance(module, torch.nn.Linear) and getattr(module, "zero_init", False):
+            # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
+            init.zeros_(module.weight)
             if module.bias is not None:
-                bound = 1 / module.weight.shape[1] ** 0.5
-                init.uniform_(module.bias, -bound, bound)
+                init.zeros_(module.bias)
         elif hasattr(module, "weight") and module.__class__.__name__ == "LayerNorm":
             init.ones_(module.weight)
 

@@ -70,6 +70,53 @@ class Graph:
         raise NotImplementedError
 
 
+def fill_rows_(tensor: torch.Tensor, rows: torch.Tensor, value: float) -> torch.Tensor:
+    """tensor[rows] = value in place for a [..., V] tensor and a boolean [...] row selection."""
+    if tensor.is_contiguous():  # index_fill_ on the row view: much faster than a broadcast masked_fill_
+        tensor.view(-1, tensor.shape[-1]).index_fill_(0, rows.reshape(-1).nonzero().squeeze(-1), value)
+    else:
+        tensor.masked_fill_(rows.unsqueeze(-1), value)
+    return tensor
+
+
+class _AbsorbingScoreEntropy(torch.autograd.Function):
+    """The absorbing score entropy with a hand-written backward: a training step then builds two
+    [B, L, V]-sized tensors for it (the masked rows' scores, the gradient) instead of about seven
+    (row selection, exp, and the autograd buffers of each), which dominate the step of a small
+    model. Values and gradients are
+    those of the plain formula: d/ds_y = exp(s_y) for y != M, minus r at y = x0, on masked rows."""
+
+    @staticmethod
+    def forward(ctx, log_score, ratio, x_t, x0, mask_token_id):
+        masked = x_t == mask_token_id
+        at_x0 = torch.gather(log_score, -1, x0.unsqueeze(-1)).squeeze(-1)
+        # sum_{y != M} s_y on the masked rows only (the mask is the last id)
+        rows = masked.reshape(-1).nonzero().squeeze(-1)
+        pos = torch.zeros(x_t.shape, dtype=log_score.dtype, device=log_score.device)
+        scores = log_score.reshape(-1, log_score.shape[-1]).index_select(0, rows).exp_()
+        pos.view(-1)[rows] = scores[:, :mask_token_id].sum(dim=-1)
+        const = ratio * (ratio.log() - 1)
+        # rows without a mask carry no loss (where, not a product: their terms may be inf)
+        entropy = torch.where(masked, pos - ratio * at_x0 + const, 0.0)
+        ctx.save_for_backward(log_score, ratio, masked, x0, at_x0)
+        ctx.mask_token_id = mask_token_id
+        return entropy
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_score, ratio, masked, x0, at_x0 = ctx.saved_tensors
+        grad = torch.where(masked, grad, 0.0)
+        grad_log_score = grad_ratio = None
+        if ctx.needs_input_grad[0]:
+            # unmasked rows are zeroed before the exp (their scores may overflow it); their grad is 0
+            grad_log_score = fill_rows_(log_score.clone(), ~masked, 0.0).exp_().mul_(grad.unsqueeze(-1))
+            grad_log_score[..., ctx.mask_token_id] = 0.0
+            grad_log_score.scatter_add_(-1, x0.unsqueeze(-1), torch.where(masked, -(grad * ratio), 0.0).unsqueeze(-1))
+        if ctx.needs_input_grad[1]:  # d/dr [-r s_x0 + r (log r - 1)] = log r - s_x0
+            grad_ratio = torch.where(masked, grad * (ratio.log() - at_x0), 0.0)
+        return grad_log_score, grad_ratio, None, None, None
+
+
 class AbsorbingGraph(Graph):
     """Q = e_M 1^T - I: every token jumps to the mask M at rate 1; the mask never leaves.
 
@@ -93,14 +140,17 @@ class AbsorbingGraph(Graph):
 
     def transp_transition(self, x, sigma):
         sigma = _expand(sigma, x).unsqueeze(-1)
-        row = torch.exp(-sigma) * torch.nn.functional.one_hot(x, self.vocab_size).to(sigma.dtype)
-        # from the mask every state (the mask included) is reached with the leftover mass
-        return row + torch.where((x == self.mask_token_id).unsqueeze(-1), 1 - torch.exp(-sigma), 0.0)
+        stay = torch.exp(-sigma)
+        # from the mask every state (the mask included) is reached with the leftover mass; the
+        # entry at x adds the staying mass. Built as one [..., V] tensor (no one-hot).
+        leave = torch.where((x == self.mask_token_id).unsqueeze(-1), 1 - stay, 0.0)
+        row = leave.expand(*x.shape, self.vocab_size).contiguous()
+        return row.scatter_(-1, x.unsqueeze(-1), stay + leave)
 
     def reverse_rate(self, x, score):
         # Q[x, y] is 1 for y != M when x = M and 0 otherwise, so only masked positions move.
         is_mask = (x == self.mask_token_id).unsqueeze(-1)
-        rate = torch.where(is_mask, score, torch.zeros_like(score))
+        rate = score.masked_fill(~is_mask, 0.0)
         rate[..., self.mask_token_id] = 0.0
         rate[..., self.mask_token_id] = torch.where(is_mask.squeeze(-1), -rate.sum(-1), 0.0)
         return rate
@@ -119,16 +169,26 @@ class AbsorbingGraph(Graph):
         With r = 1/(e^sigma - 1) the ratio p(x0)/p(M) of the marginals:
         sum_{y != M} s_y - r log s_{x0} + r (log r - 1).
         """
-        masked = x_t == self.mask_token_id
-        ratio = 1 / expm1_sigma(_expand(sigma, x_t)).expand_as(x_t)[masked]
-        scores = log_score[masked]
-        neg = ratio * torch.gather(scores, -1, x0[masked].unsqueeze(-1)).squeeze(-1)
-        pos = scores[:, :-1].exp().sum(dim=-1)
-        const = ratio * (ratio.log() - 1)
-        entropy = torch.zeros(x_t.shape, dtype=log_score.dtype, device=log_score.device)
-        entropy[masked] = pos - neg + const
-        return entropy
+        ratio = 1 / expm1_sigma(_expand(sigma, x_t)).expand_as(x_t)
+        return _AbsorbingScoreEntropy.apply(log_score, ratio, x_t, x0, self.mask_token_id)
 
+
+    # --- closed forms for x0-parameterised rates (CTMC / tau-LDR); additive -------------------
+    def transp_rate(self, x) -> torch.Tensor:
+        """Row x of Q: the unit-rate jumps out of each token [..., V] (to the mask at rate 1)."""
+        row = torch.zeros(*x.shape, self.vocab_size, device=x.device)
+        unmasked = (x != self.mask_token_id).unsqueeze(-1).float()
+        row[..., self.mask_token_id] = unmasked[..., 0]
+        return row.scatter(-1, x.unsqueeze(-1), -unmasked)
+
+    def log_ratio_from_x0(self, log_p0, x, sigma) -> torch.Tensor:
+        """log p_t(x with token y) / p_t(x) implied by p(x0 | x) [..., V] (Campbell et al. eq. of
+        R-hat, summed over x0 in closed form): at a masked position sum_x0 p(x0) q(y|x0)/q(M|x0) =
+        p(y) / (e^sigma - 1); unmasked positions never move (NEG off x). 0 at y = x."""
+        esigm1 = expm1_sigma(_expand(sigma, x)).clamp_min(1e-30).unsqueeze(-1).to(log_p0.dtype)
+        masked = (x == self.mask_token_id).unsqueeze(-1)
+        out = torch.where(masked, log_p0 - esigm1.log(), -1e6)
+        return out.scatter(-1, x.unsqueeze(-1), 0.0)
 
 class UniformGraph(Graph):
     """Q = (1 1^T - N I) / N: every token jumps to a uniformly drawn token (itself included).
@@ -188,6 +248,28 @@ class UniformGraph(Graph):
         pos = sexp.mean(dim=-1) - torch.gather(sexp, -1, x_t.unsqueeze(-1)).squeeze(-1) / n
         return pos - neg + const
 
+
+    # --- closed forms for x0-parameterised rates (CTMC / tau-LDR); additive -------------------
+    def transp_rate(self, x) -> torch.Tensor:
+        """Row x of Q: every other token at rate 1/N, -(N-1)/N at x [..., V]."""
+        n = self.vocab_size
+        row = torch.full((*x.shape, n), 1.0 / n, device=x.device)
+        return row.scatter(-1, x.unsqueeze(-1), -(n - 1) / n)
+
+    def log_ratio_from_x0(self, log_p0, x, sigma) -> torch.Tensor:
+        """log p_t(x with token y) / p_t(x) implied by p(x0 | x) [..., V], 0 at y = x.
+
+        With q(y | x0) = u + alpha [y = x0], u = (1 - alpha)/N, w = alpha + u and E = e^sigma - 1,
+        sum_x0 p(x0) q(y|x0)/q(x|x0) = p_y w/u + p_x u/w + (1 - p_x - p_y)
+                                     = (1 - p_x) + p_x E/(N + E) + p_y N/E,
+        a sum of non-negative terms (no cancellation; 1 - p_x via expm1 of log p_x).
+        """
+        n = self.vocab_size
+        esigm1 = expm1_sigma(_expand(sigma, x)).clamp_min(1e-30).unsqueeze(-1).to(log_p0.dtype)
+        log_px = torch.gather(log_p0, -1, x.unsqueeze(-1))
+        stay = -torch.expm1(log_px.clamp_max(0)) + log_px.exp() * esigm1 / (n + esigm1)
+        ratio = stay + log_p0.exp() * (n / esigm1)
+        return ratio.log().scatter(-1, x.unsqueeze(-1), 0.0)
 
 GRAPHS: dict[str, type[Graph]] = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
 GRAPH_ALIASES = {"absorb": "absorbing"}

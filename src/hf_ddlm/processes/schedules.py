@@ -114,9 +114,39 @@ class GeometricSchedule(NoiseSchedule):
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
 
 
+class CosineSchedule(NoiseSchedule):
+    """alpha(t) = cos((t + s)/(1 + s) pi/2) / cos(s/(1 + s) pi/2): the cosine schedule of
+    Nichol & Dhariwal (2021) that D3PM uses for uniform noise (s = 0.008).
+
+    sigma = -log alpha is computed in float64 and alpha is floored at 1e-20, so sigma(1) stays
+    finite (about 46) instead of becoming -log(cos(pi/2)) with a rounding-dependent sign.
+    """
+
+    name = "cosine"
+
+    def __init__(self, offset: float = 0.008):
+        if not offset > 0.0:
+            raise ValueError(f"cosine offset must be > 0, got {offset}")
+        self.offset = offset
+
+    def _angle(self, t):
+        return (t.double() + self.offset) / (1 + self.offset) * (math.pi / 2)
+
+    def total_noise(self, t):
+        cos0 = math.cos(self.offset / (1 + self.offset) * math.pi / 2)
+        return (-(torch.cos(self._angle(t)).clamp_min(1e-20) / cos0).log()).to(t.dtype)
+
+    def rate_noise(self, t):
+        return (torch.tan(self._angle(t)).clamp_max(1e20) * (math.pi / 2) / (1 + self.offset)).to(t.dtype)
+
+    def to_dict(self):
+        return {"offset": self.offset}
+
+
 SCHEDULES: dict[str, type[NoiseSchedule]] = {
     LogLinearSchedule.name: LogLinearSchedule,
     GeometricSchedule.name: GeometricSchedule,
+    CosineSchedule.name: CosineSchedule,
 }
 
 

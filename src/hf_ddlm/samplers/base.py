@@ -19,6 +19,22 @@ class SamplerOutput:
     probs: torch.Tensor | None = None  # the (unnormalised) categorical weights it was drawn from
 
 
+class LazyProbsOutput(SamplerOutput):
+    """A ``SamplerOutput`` whose ``probs`` are built on first access: a sampler that draws without
+    forming the [B, L, V] weights (the generation loop never reads them) still reports them."""
+
+    def __init__(self, prev_sample, build_probs):
+        self.prev_sample = prev_sample
+        self._build_probs = build_probs
+        self._probs = None
+
+    @property
+    def probs(self):
+        if self._probs is None:
+            self._probs = self._build_probs()
+        return self._probs
+
+
 class Sampler:
     name = ""
     needs = "log_score"

@@ -12,9 +12,26 @@ def sample_categorical(probs: torch.Tensor, generator=None, uniform_noise=None) 
     (they act as 0). ``uniform_noise`` (u, same shape) makes a draw reproducible.
     """
     if uniform_noise is None:
-        uniform_noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+        # our own draw: the same float operations, in place in one [..., V] buffer
+        race = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+        race.add_(1e-10).log_().neg_().add_(1e-10)  # -log(u + 1e-10) + 1e-10 == 1e-10 - log(u + 1e-10)
+        return torch.div(probs.detach(), race, out=race).argmax(dim=-1)
     gumbel_norm = (1e-10 - (uniform_noise + 1e-10).log()).to(probs.dtype)
     return (probs / gumbel_norm).argmax(dim=-1)
+
+
+def sample_categorical_rows(probs, rows, fallback, generator=None, uniform_noise=None) -> torch.Tensor:
+    """``sample_categorical`` on the rows where the boolean ``rows`` [...] is True; ``fallback``
+    [...] elsewhere. For the absorbing graph only masked positions can move, so racing the others
+    (the bulk of the cost: a uniform draw over [B, L, V]) is skipped. With ``uniform_noise`` (of the
+    full shape) every row is raced as before, so supplied noise reproduces the full draw."""
+    if uniform_noise is not None:
+        return torch.where(rows, sample_categorical(probs, generator, uniform_noise), fallback)
+    out = fallback.clone()
+    index = rows.nonzero(as_tuple=True)
+    if index[0].numel():
+        out[index] = sample_categorical(probs[index], generator)
+    return out
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):

@@ -1,0 +1,72 @@
+"""Convert an official MDLM checkpoint folder (``kuleshov-group/mdlm-owt`` layout) to hf_ddlm's.
+
+The official folder holds ``config.json`` (``model_type: "mdlm"``, ``auto_map`` to remote code,
+the official field names ``hidden_dim`` / ``n_blocks`` / ``n_heads`` / ``model_length``,
+``return_dict: false``) and ``model.safetensors`` whose keys already carry the ``backbone.`` prefix
+our model uses. The conversion drops the remote-code fields, maps the names, checks every key and
+shape, and adds ``generation_config.json`` with the published sampler (the official default
+``ddpm_cache``: ancestral steps with move chance t, 128 steps down to 1e-5, then an argmax).
+
+    python -m hf_ddlm.models.mdlm.convert_mdlm_checkpoint SRC DST [--overwrite]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ...generation.configuration import DiffusionGenerationConfig
+from ..sedd.convert_sedd_checkpoint import check_state_dict, load_weights, read_json, write_checkpoint
+from .configuration_mdlm import MDLMConfig
+from .modeling_mdlm import MDLMForDiffusionLM
+
+# configs/config.yaml of kuleshov-group/mdlm: sampling.predictor ddpm_cache, steps 128,
+# noise_removal True; the grid ends at 1e-5 (diffusion.py ``_sample``).
+PUBLISHED_GENERATION_CONFIG = {
+    "sampler": "ancestral",
+    "sampler_kwargs": {"move_chance": "linear"},
+    "num_inference_steps": 128,
+    "t_min": 1e-5,
+    "noise_removal": True,
+}
+
+# fields of the official config that describe its remote code, not the model
+_REMOTE_CODE_FIELDS = ("auto_map", "architectures", "return_dict", "transformers_version")
+
+
+def convert_official_mdlm(src_dir, dst_dir, overwrite: bool = False):
+    """Convert the official MDLM folder ``src_dir`` into an hf_ddlm checkpoint in ``dst_dir``.
+
+    Returns the output folder. Raises ValueError if ``src_dir`` is not an MDLM folder, if its
+    weights do not match the architecture its config describes (every offending key named), or if
+    ``dst_dir`` is a non-empty folder and ``overwrite`` is False.
+    """
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise ValueError(f"src_dir {src} is not a folder")
+    official = read_json(src / "config.json", "src_dir")
+    if official.get("model_type") != "mdlm":
+        raise ValueError(f"src_dir: {src / 'config.json'} is not an MDLM config (model_type must be 'mdlm', got {official.get('model_type')!r})")
+    config = MDLMConfig.from_dict({k: v for k, v in official.items() if k not in _REMOTE_CODE_FIELDS})
+    config.architectures = [MDLMForDiffusionLM.__name__]
+    state = load_weights(src)
+    check_state_dict(state, MDLMForDiffusionLM, config)
+    return write_checkpoint(dst_dir, config, state, DiffusionGenerationConfig(**PUBLISHED_GENERATION_CONFIG), overwrite)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_ddlm.models.mdlm.convert_mdlm_checkpoint",
+        description="Convert an official MDLM checkpoint folder (config.json + model.safetensors, as in "
+        "kuleshov-group/mdlm-owt) into an hf_ddlm folder loadable with AutoModel.from_pretrained, without remote code.",
+    )
+    parser.add_argument("src_dir", help="the official folder (a local copy of kuleshov-group/mdlm-owt)")
+    parser.add_argument("dst_dir", help="the output folder (created; must be empty unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace dst_dir if it exists")
+    args = parser.parse_args(argv)
+    out = convert_official_mdlm(args.src_dir, args.dst_dir, overwrite=args.overwrite)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
