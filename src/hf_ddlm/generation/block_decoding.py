@@ -182,8 +182,11 @@ def block_generate(
     commits = 0
     if cache is not None and first > 0:
         commits += _encode_prefix(model, cache, x[:, : first * bs], key_mask, ones)
-    if streamer is not None and first > 0:
-        streamer.put(x[:, : first * bs].cpu())
+    # the streamer sees the prompt first, a draft of the generated part at every step, and each
+    # block's generated tokens once the block is decoded (the whole canvas when infilling)
+    prompt_len = input_ids.shape[1] if input_ids is not None and infill_mask is None else 0
+    if streamer is not None:
+        streamer.put(x[:, :prompt_len].cpu())
 
     nfe, step, trajectory = 0, 0, []
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -226,7 +229,7 @@ def block_generate(
                 i = steps
             x[:, lo:hi] = block
             step += 1
-            model._report(step, t[0], x[:, :length], callback, None, trajectory if output_trajectory else None)
+            model._report(step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len)
         if (block == mask_id).any():  # the grid ended with tokens still masked: noise removal
             if out is None or not reuse_ok:
                 out = _block_log_probs(model, x, lo, hi, t, cache, key_mask, window)
@@ -234,8 +237,8 @@ def block_generate(
                 nfe += 1
             block = torch.where(given, block, sampler.denoise(out, block, t, generator).prev_sample)
             x[:, lo:hi] = block
-        if streamer is not None:
-            streamer.put(block.cpu())
+        if streamer is not None and min(hi, length) > max(lo, prompt_len):
+            streamer.put(x[:, max(lo, prompt_len) : min(hi, length)].cpu().clone())
         if eos:
             finished |= (torch.isin(block, torch.tensor(eos, device=device)) & ~given).any(-1)
             if finished.all():

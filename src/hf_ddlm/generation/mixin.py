@@ -266,4 +266,4 @@ class DiffusionGenerationMixin:
         if callback is not None:
             callback(step, float(t), x)
         if streamer is not None and hasattr(streamer, "put_draft"):
-            streamer.put_draft(x[:, draft_start:].cpu())
+            streamer.put_draft(x[:, draft_start:].cpu().clone())  # a copy: block decoding writes x in place

@@ -75,7 +75,7 @@ class BD3LMConfig(DiffusionConfig):
 
 def is_official_bd3lm_config(config_dict: dict) -> bool:
     """The ``kuleshov-group/bd3lm-*`` layout: remote-code ``auto_map`` and the ``cross_attn`` key."""
-    return config_dict.get("model_type") == "bd3lm" and ("auto_map" in config_dict or "cross_attn" in config_dict)
+    return config_dict.get("model_type") == "bd3lm" and ("cross_attn" in config_dict or config_dict.get("architectures") == ["BD3LM"])
 
 
 def official_bd3lm_config_to_dict(official: dict) -> dict:

@@ -1,0 +1,17 @@
+"""Export hf_ddlm models as self-contained Hugging Face Hub folders (remote code that needs only
+transformers), with a model card; see :func:`export_model` and :func:`push_to_hub`."""
+
+from .flatten import FlattenError, flatten
+from .hub import add_remote_code, export_model, push_to_hub, remote_code_files
+from .model_card import METHODS, render_model_card
+
+__all__ = [
+    "METHODS",
+    "FlattenError",
+    "add_remote_code",
+    "export_model",
+    "flatten",
+    "push_to_hub",
+    "remote_code_files",
+    "render_model_card",
+]
