@@ -41,21 +41,25 @@ def parse_args(argv=None):
     p.add_argument("--max-minutes", type=float, default=3.0, help="training wall-time budget (ignored with --steps)")
     p.add_argument("--steps", type=int, default=None, help="train exactly this many optimizer steps instead")
     p.add_argument("--output-dir", default=None, help="save the model and tokenizer here (save_pretrained)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8, help="small batches, many steps: best in a few CPU minutes")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per training row (and per sample)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (linear warmup, then linear decay to 10%%)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (linear warmup, then linear decay to 10%%)")
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, mask token included")
     p.add_argument("--max-chars", type=int, default=2_000_000, help="characters of Shakespeare to read (5M in all)")
+    p.add_argument("--log-every", type=int, default=100, help="print the mean loss every N steps")
     p.add_argument("--num-samples", type=int, default=3)
     p.add_argument("--sample-steps", type=int, default=64, help="denoising steps per sample")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (1: the model's own distribution)")
     p.add_argument("--no-animation", action="store_true", help="print snapshots instead of redrawing the canvas")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = p.parse_args(argv)
-    for name in ("batch_size", "seq_len", "num_samples", "sample_steps", "max_chars"):
+    for name in ("batch_size", "seq_len", "num_samples", "sample_steps", "max_chars", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.steps is not None and args.steps < 1:
         p.error("--steps must be a positive integer")
+    if not args.temperature > 0:
+        p.error("--temperature must be positive")
     if args.steps is None and not args.max_minutes > 0:
         p.error("--max-minutes must be positive")
     return args
@@ -87,6 +91,7 @@ class Budget(TrainerCallback):
         self.step = state.global_step
         if self.max_steps is None and time.perf_counter() - self.start >= self.max_seconds:
             control.should_training_stop = True
+        if control.should_training_stop or state.global_step >= state.max_steps:
             control.should_log = True  # report the last partial window too
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -189,7 +194,7 @@ def main(argv=None):
         learning_rate=args.lr,
         weight_decay=0.0,
         max_grad_norm=1.0,
-        logging_steps=25,
+        logging_steps=args.log_every,
         save_strategy="no",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -226,11 +231,15 @@ def main(argv=None):
     # 5. sample: start from all-mask canvases and denoise them in parallel
     model.eval()
     animate = sys.stdout.isatty() and not args.no_animation
-    print(f"\nsampling {args.num_samples} sequences of {args.seq_len} tokens with {args.sample_steps} denoising steps:")
+    print(
+        f"\nsampling {args.num_samples} sequences of {args.seq_len} tokens with {args.sample_steps} denoising steps "
+        f"(temperature {args.temperature:g}):"
+    )
     out = model.generate(
         num_return_sequences=args.num_samples,
         max_length=args.seq_len,
         num_inference_steps=args.sample_steps,
+        temperature=args.temperature,
         seed=args.seed,
         callback=Canvas(tokenizer, args.sample_steps, animate),
         return_dict_in_generate=True,
