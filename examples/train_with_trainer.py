@@ -73,9 +73,9 @@ def parse_args(argv=None):
     g = p.add_argument_group("training")
     g.add_argument("--output-dir", default="runs/shakespeare")
     g.add_argument("--max-steps", type=int, default=1000)
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--lr", type=float, default=5e-4)
     g.add_argument("--warmup-steps", type=int, default=100)
     g.add_argument("--scheduler", default="cosine", help="any transformers lr_scheduler_type")
     g.add_argument("--weight-decay", type=float, default=0.0)
@@ -112,7 +112,8 @@ def load_config_dict(spec: str) -> dict:
     return json.loads(path.read_text())
 
 
-def build_config(args, vocab_size: int):
+def build_config(args, tokenizer):
+    vocab_size = len(tokenizer)
     tiny = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "cond_dim": 64, "dropout": 0.0}
     if args.config:
         base = load_config_dict(args.config)
@@ -130,6 +131,8 @@ def build_config(args, vocab_size: int):
     if args.config and base.get("vocab_size") not in (None, vocab_size):
         print(f"note: the config's vocab_size {base['vocab_size']} is replaced by the tokenizer's {vocab_size}")
     base.update(vocab_size=vocab_size, max_position_embeddings=args.seq_len)  # mask id: recomputed as the last id
+    special = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    base.update({k: v for k, v in special.items() if v is not None})
     config_class, model_class = METHODS[method]
     return method, config_class(**base), model_class
 
@@ -194,8 +197,10 @@ def main(argv=None):
     print(f"data: {len(text):,} chars, {len(train_rows):,} training rows and {n_eval} held-out rows of {args.seq_len} tokens, vocab {len(tokenizer)}")
 
     set_seed(args.seed)
-    method, config, model_class = build_config(args, len(tokenizer))
+    method, config, model_class = build_config(args, tokenizer)
     model = model_class(config)
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):  # as the Trainer would align them, silently
+        setattr(model.generation_config, name, getattr(config, name))
     print(
         f"model: {model_class.__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"graph={config.graph}, schedule={config.noise_schedule}, loss_reduction={config.loss_reduction}"
