@@ -165,7 +165,15 @@ def _sedd_outputs(model, inputs):
 def test_convert_official_sedd(case, tmp_path):
     src, inputs, expected, _ = load_golden("sedd", case)
     out = convert_official_sedd(src, tmp_path / "converted")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",  # the model card and the code: a self-contained folder, like any save_pretrained
+        "config.json",
+        "configuration_sedd.py",
+        "generation_config.json",
+        "generation_sedd.py",
+        "model.safetensors",
+        "modeling_sedd.py",
+    ]
     assert json.loads((out / "config.json").read_text())["model_type"] == "sedd"
     assert all(k.startswith("backbone.") for k in load_file(out / "model.safetensors"))
     converted = AutoModel.from_pretrained(out)
@@ -197,7 +205,8 @@ def test_convert_official_mdlm(tmp_path):
     src, inputs, expected, _ = load_golden("mdlm", "owt_style_tc_false")
     out = convert_official_mdlm(src, tmp_path / "converted")
     saved = json.loads((out / "config.json").read_text())
-    assert saved["model_type"] == "mdlm" and "auto_map" not in saved and saved.get("return_dict", True) is not False
+    assert saved["model_type"] == "mdlm" and saved.get("return_dict", True) is not False
+    assert saved["auto_map"]["AutoModel"] == "modeling_mdlm.MDLMForDiffusionLM"  # ours, not the official remote code
     assert saved["hidden_size"] == 64 and saved["num_hidden_layers"] == 2 and not saved["time_conditioning"]
     converted = AutoModel.from_pretrained(out)
     assert type(converted) is MDLMForDiffusionLM

@@ -186,7 +186,9 @@ def test_converted_checkpoint_is_our_format_with_the_same_outputs(golden, tmp_pa
     folder, inputs, _, _, model = golden
     convert_bd3lm_checkpoint(folder, tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == "bd3lm" and "auto_map" not in saved and "cross_attn" not in saved
+    assert saved["model_type"] == "bd3lm" and "cross_attn" not in saved
+    assert saved["auto_map"]["AutoModel"] == "modeling_bd3lm.BD3LMForDiffusionLM"  # ours, not the official remote code
+    assert (tmp_path / "modeling_bd3lm.py").is_file()
     assert saved["hidden_size"] == 64 and saved["block_size"] == 4 and saved["sampling_eps_max"] == 0.999
     generation = json.loads((tmp_path / "generation_config.json").read_text())
     assert generation["sampler"] == "first_hitting" and generation["sampler_kwargs"] == {"nucleus_p": 0.9}

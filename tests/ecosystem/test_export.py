@@ -23,6 +23,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 from huggingface_hub import constants as hf_constants
+from transformers import AutoModel
 from safetensors.torch import save_file
 
 from hf_ddlm.export import FlattenError, export_model, flatten, push_to_hub
@@ -34,9 +35,10 @@ from .fake_hub import FakeHub
 
 GEN = {"num_inference_steps": 4, "seed": 0}
 PUSHED = "tester/tiny-mdlm"
+MODEL_PUSHED = "tester/tiny-sedd"
 
 CHILD = r"""
-import importlib.util, json, sys
+import importlib.util, json, os, sys
 assert importlib.util.find_spec("hf_ddlm") is None, "hf_ddlm must not be importable here"
 import torch
 from safetensors.torch import load_file
@@ -52,6 +54,13 @@ def check(folder, expected):
         out = model(input_ids=exp["x_t"], timesteps=exp["timesteps"], labels=exp["x0"], generator=torch.Generator().manual_seed(0))
     generated = model.generate(max_length=exp["x0"].shape[1], **gen)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads config.json's auto_map
+    # the remote-code copy saves itself self-contained too (transformers copies its code files)
+    resaved = os.path.join(os.getcwd(), "resaved", folder.replace("/", "_"))
+    model.save_pretrained(resaved)
+    again = AutoModel.from_pretrained(resaved, trust_remote_code=True).eval()
+    with torch.no_grad():
+        same_call = dict(input_ids=exp["x_t"], timesteps=exp["timesteps"], labels=exp["x0"])
+        out_again = again(**same_call, generator=torch.Generator().manual_seed(0))
     return {
         "module": type(model).__module__,
         "config_module": type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__module__,
@@ -62,6 +71,8 @@ def check(folder, expected):
         "loss_equal": torch.equal(out.loss, exp["loss"]),
         "generate_equal": torch.equal(generated, exp["generated"]),
         "decoded": tokenizer.decode(generated[0]),
+        "resaved_logits_equal": torch.equal(out_again.logits, out.logits),
+        "resaved_sampler": again.generation_config.sampler,
     }
 
 
@@ -134,18 +145,31 @@ def child_results(tmp_path_factory):
         _expected(model, root / f"expected_{mt}.safetensors")
         cases[mt] = [str(folder), str(root / f"expected_{mt}.safetensors")]
         models[mt] = model
+        # a plain save_pretrained (what Trainer checkpoints and converters write) is self-contained too
+        model.save_pretrained(root / f"saved_{mt}")
+        tokenizer.save_pretrained(root / f"saved_{mt}")
+        cases[f"saved:{mt}"] = [str(root / f"saved_{mt}"), cases[mt][1]]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "VIRTUAL_ENV"))}
     env.update(HF_HOME=str(root / "hf_home"), TOKENIZERS_PARALLELISM="false")
     with FakeHub() as hub:
         # push through huggingface_hub's own API (create_repo + upload_folder) to the local endpoint;
         # the suite runs with HF_HUB_OFFLINE=1, lifted here for 127.0.0.1 only
         offline, hf_constants.HF_HUB_OFFLINE = hf_constants.HF_HUB_OFFLINE, False
+        endpoint, hf_constants.ENDPOINT = hf_constants.ENDPOINT, hub.url  # what HF_ENDPOINT sets
         try:
             commit = push_to_hub(models["mdlm"], PUSHED, tokenizer=tokenizer, endpoint=hub.url, token="unused")
             files = HfApi(endpoint=hub.url).list_repo_files(PUSHED)
+            # the model's own push_to_hub, as a transformers user calls it
+            models["sedd"].push_to_hub(MODEL_PUSHED, token="unused", tags=["my-tag"], commit_message="first")
+            tokenizer.save_pretrained(root / "tokenizer")  # (tokenizer.push_to_hub would fetch a card from huggingface.co)
+            HfApi(endpoint=hub.url, token="unused").upload_folder(repo_id=MODEL_PUSHED, folder_path=root / "tokenizer")
+            model_files = HfApi(endpoint=hub.url).list_repo_files(MODEL_PUSHED)
+            card = hub.repos[MODEL_PUSHED].files["README.md"].decode()  # what the Hub holds
         finally:
             hf_constants.HF_HUB_OFFLINE = offline
+            hf_constants.ENDPOINT = endpoint
         cases["hub:mdlm"] = [PUSHED, cases["mdlm"][1]]
+        cases["model.push_to_hub:sedd"] = [MODEL_PUSHED, cases["sedd"][1]]
         env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_TELEMETRY="1")
         proc = subprocess.run(
             [str(python), "-c", CHILD, json.dumps(cases), json.dumps(GEN)],
@@ -160,7 +184,14 @@ def child_results(tmp_path_factory):
     assert "Do you wish to run the custom code" not in proc.stdout, "a load asked for trust_remote_code"
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS=")]
     assert lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return {"child": json.loads(lines[0][len("RESULTS=") :]), "root": root, "pushed_files": files, "commit": commit}
+    return {
+        "child": json.loads(lines[0][len("RESULTS=") :]),
+        "root": root,
+        "pushed_files": files,
+        "commit": commit,
+        "model_pushed_files": model_files,
+        "model_pushed_card": card,
+    }
 
 
 @pytest.mark.parametrize("config_class,model_class", model_params("export"))
@@ -168,15 +199,18 @@ def test_exported_folder_loads_without_hf_ddlm(child_results, config_class, mode
     mt = config_class.model_type
     child = child_results["child"]
     assert child["hf_ddlm_modules"] == [] and child["flash_attn"] is False
-    r = child["results"][mt]
-    assert "error" not in r, r.get("error")
-    assert r["module"].startswith("transformers_modules.") and r["module"].endswith(f"modeling_{mt}")
-    assert r["config_module"].endswith(f"configuration_{mt}")
-    assert r["masked_lm_class"] == model_class.__name__
-    assert r["can_generate"] and r["sampler"] == model_class.default_sampler
-    assert r["logits_equal"] and r["loss_equal"], "the exported code computes different outputs"
-    assert r["generate_equal"], "seeded generation differs from the library's"
-    assert r["decoded"]
+    # export_model's folder, and the folder of a plain model.save_pretrained
+    for key in (mt, f"saved:{mt}"):
+        r = child["results"][key]
+        assert "error" not in r, (key, r.get("error"))
+        assert r["module"].startswith("transformers_modules.") and r["module"].endswith(f"modeling_{mt}"), key
+        assert r["config_module"].endswith(f"configuration_{mt}")
+        assert r["masked_lm_class"] == model_class.__name__
+        assert r["can_generate"] and r["sampler"] == model_class.default_sampler
+        assert r["logits_equal"] and r["loss_equal"], f"{key}: the exported code computes different outputs"
+        assert r["generate_equal"], f"{key}: seeded generation differs from the library's"
+        assert r["decoded"]
+        assert r["resaved_logits_equal"] and r["resaved_sampler"] == model_class.default_sampler, key
 
     folder = child_results["root"] / f"exported_{mt}"
     names = {p.name for p in folder.iterdir()}
@@ -222,6 +256,64 @@ def test_push_to_hub_through_a_local_endpoint(child_results):
     r = child_results["child"]["results"]["hub:mdlm"]
     assert r["module"].startswith("transformers_modules.")
     assert r["logits_equal"] and r["loss_equal"] and r["generate_equal"]
+
+
+def test_model_push_to_hub_uploads_the_self_contained_folder_and_card(child_results):
+    """``model.push_to_hub`` (transformers' signature) uploads the code, the sampler and our model
+    card with the caller's tags; transformers' own would upload a generic card."""
+    files = set(child_results["model_pushed_files"])
+    assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "modeling_sedd.py"} <= files
+    card = child_results["model_pushed_card"]
+    assert "Score Entropy Discrete Diffusion" in card and "- my-tag\n" in card and "- hf_ddlm\n" in card
+    assert 'AutoModel.from_pretrained("tester/tiny-sedd", trust_remote_code=True)' in card
+    r = child_results["child"]["results"]["model.push_to_hub:sedd"]
+    assert "error" not in r, r.get("error")
+    assert r["module"].startswith("transformers_modules.") and r["logits_equal"] and r["generate_equal"]
+
+
+def test_save_pretrained_card_policy_plain_mode_and_local_classes(tmp_path):
+    """The card is written, refreshed when hf_ddlm wrote it, and a user's own README is kept;
+    ``self_contained=False`` writes transformers' plain folder; with hf_ddlm installed, loading
+    without ``trust_remote_code`` builds the library's class from the self-contained folder."""
+    _, model_class = find_model("mdlm")
+    model = tiny_model(model_class)
+    model.save_pretrained(tmp_path / "a")
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert card.startswith("---\n") and "Masked Diffusion Language Model" in card
+    reloaded = AutoModel.from_pretrained(tmp_path / "a")
+    assert type(reloaded) is model_class and json.loads((tmp_path / "a" / "config.json").read_text())["auto_map"]
+    (tmp_path / "a" / "README.md").write_text(card.replace("Masked Diffusion", "STALE"))
+    model.save_pretrained(tmp_path / "a")
+    assert "STALE" not in (tmp_path / "a" / "README.md").read_text()
+    (tmp_path / "a" / "README.md").write_text("# my own notes\n")
+    model.save_pretrained(tmp_path / "a")
+    assert (tmp_path / "a" / "README.md").read_text() == "# my own notes\n"
+    model.save_pretrained(tmp_path / "plain", self_contained=False)
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+    ]
+    assert "auto_map" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+
+
+def test_save_pretrained_refuses_meta_weights_before_writing(tmp_path):
+    _, model_class = find_model("sedd")
+    with torch.device("meta"):
+        meta_model = model_class(tiny_model(model_class).config)
+    with pytest.raises(ValueError, match="meta device"):
+        meta_model.save_pretrained(tmp_path / "meta")
+    assert not (tmp_path / "meta").exists()
+
+
+def test_save_pretrained_of_a_user_subclass_is_plain_unless_asked(tmp_path):
+    _, model_class = find_model("mdlm")
+    sub = type("MyMDLM", (model_class,), {"__module__": "my_project.models"})
+    model = sub(tiny_model(model_class).config)
+    model.save_pretrained(tmp_path / "sub")
+    assert not (tmp_path / "sub" / "modeling_mdlm.py").exists()
+    with pytest.raises(ValueError, match="self_contained=True needs an hf_ddlm model class"):
+        model.save_pretrained(tmp_path / "sub2", self_contained=True)
 
 
 def test_export_refuses_meta_weights_peft_models_and_non_empty_folders(tmp_path):

@@ -145,7 +145,8 @@ def test_save_pretrained_round_trip_gives_identical_outputs(case, tmp_path):
     model, inputs, expected, _ = _case(case)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == "mdlm" and "auto_map" not in saved  # our format, no remote code
+    assert saved["model_type"] == "mdlm"  # our format, with the self-contained code beside it
+    assert saved["auto_map"]["AutoModel"] == "modeling_mdlm.MDLMForDiffusionLM" and (tmp_path / "modeling_mdlm.py").is_file()
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(reloaded) is type(model)
     assert reloaded.config.to_diff_dict() == model.config.to_diff_dict()

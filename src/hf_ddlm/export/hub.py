@@ -13,9 +13,10 @@ single-dot imports only, plus ``auto_map`` in ``config.json`` so that
 ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` (and ``AutoModelForMaskedLM``,
 ``AutoConfig``) build the exported classes with no hf_ddlm installed.
 
-:func:`add_remote_code` turns any ``save_pretrained`` folder into such a folder (a model's
-``save_pretrained`` can call it to make every checkpoint self-contained); :func:`export_model`
-writes the weights, tokenizer and code at once; :func:`push_to_hub` exports and uploads.
+:func:`add_remote_code` turns a ``save_pretrained`` folder into such a folder; every hf_ddlm
+model's own ``save_pretrained`` and ``push_to_hub`` call it, so each checkpoint is self-contained.
+:func:`export_model` also writes the tokenizer and a fuller model card (training data, ELBO
+perplexity); :func:`push_to_hub` exports and uploads.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import tempfile
 from pathlib import Path
 
 from .flatten import FlattenError, flatten
-from .model_card import render_model_card
+from .model_card import is_generated_card, render_model_card
 
 AUTO_CLASSES = ("AutoModel", "AutoModelForMaskedLM")
 
 
-def _check_exportable(model):
+def check_exportable(model):
+    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, meta weights."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         raise ValueError(
             "model is a PeftModel: merge the adapter first (model.merge_and_unload()) or push the adapter with PeftModel.push_to_hub"
@@ -62,6 +64,16 @@ def _generation_module(model) -> list[str]:
 
 def remote_code_files(model) -> dict[str, str]:
     """{file name: source} of the self-contained code of ``model``'s class."""
+    key = (type(model), type(model.config), model.config.model_type)
+    if key not in _CODE_CACHE:  # a Trainer saves every checkpoint: flatten once per class
+        _CODE_CACHE[key] = _remote_code_files(model)
+    return dict(_CODE_CACHE[key])
+
+
+_CODE_CACHE: dict[tuple, dict[str, str]] = {}
+
+
+def _remote_code_files(model) -> dict[str, str]:
     from .. import __version__
 
     model_type = model.config.model_type
@@ -99,14 +111,17 @@ def add_remote_code(
     evaluation: dict | None = None,
     license: str | None = None,
     datasets: list[str] | None = None,
-    model_card: bool = True,
+    model_card: bool | str = True,
+    tags: list[str] | None = None,
 ) -> Path:
     """Make a folder written by ``model.save_pretrained(folder)`` self-contained: add the generated
     code files, ``auto_map`` in ``config.json``, an explicit ``sampler`` in
-    ``generation_config.json`` and (``model_card``) the model card ``README.md``."""
+    ``generation_config.json`` and the model card ``README.md``: always with ``model_card=True``,
+    never with False, and with ``"keep_foreign"`` unless the folder holds a README.md that
+    hf_ddlm did not generate (a user's own card is kept)."""
     from .. import __version__
 
-    _check_exportable(model)
+    check_exportable(model)
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -134,9 +149,12 @@ def add_remote_code(
         if generation.get("sampler") is None:  # the sampler must be explicit in the Hub file
             generation["sampler"] = getattr(model, "default_sampler", None)
             generation_path.write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
+    readme = folder / "README.md"
+    if model_card == "keep_foreign" and readme.is_file():
+        model_card = is_generated_card(readme.read_text(encoding="utf-8", errors="replace"))
     if model_card:
-        card = render_model_card(model, repo_id, training_data, evaluation, license, datasets, __version__)
-        (folder / "README.md").write_text(card, encoding="utf-8")
+        card = render_model_card(model, repo_id, training_data, evaluation, license, datasets, __version__, tags)
+        readme.write_text(card, encoding="utf-8")
     return folder
 
 
@@ -151,6 +169,8 @@ def export_model(
     datasets: list[str] | None = None,
     overwrite: bool = False,
     safe_serialization: bool = True,
+    max_shard_size: int | str | None = None,
+    tags: list[str] | None = None,
 ) -> Path:
     """Write ``model`` as a self-contained Hub folder (see the module docstring) and return it.
 
@@ -159,7 +179,7 @@ def export_model(
     weights are on the meta device, a PeftModel (merge it first), or a non-empty
     ``save_directory`` without ``overwrite``.
     """
-    _check_exportable(model)
+    check_exportable(model)
     out = Path(save_directory)
     if out.exists() and not out.is_dir():
         raise ValueError(f"save_directory {out} exists and is not a folder")
@@ -170,10 +190,37 @@ def export_model(
     if overwrite:
         for child in out.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    model.save_pretrained(out, safe_serialization=safe_serialization)
+    save_kwargs = {"max_shard_size": max_shard_size} if max_shard_size is not None else {}
+    model.save_pretrained(out, safe_serialization=safe_serialization, self_contained=False, **save_kwargs)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
-    return add_remote_code(model, out, repo_id, training_data, evaluation, license, datasets)
+    return add_remote_code(model, out, repo_id, training_data, evaluation, license, datasets, tags=tags)
+
+
+def upload_folder(
+    folder,
+    repo_id: str,
+    token: str | bool | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    endpoint: str | None = None,
+):
+    """Create ``repo_id`` if needed and upload ``folder`` with ``huggingface_hub``; returns the commit info."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint, token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message or "Upload hf_ddlm model (self-contained remote code)",
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+    )
 
 
 def push_to_hub(
@@ -181,21 +228,27 @@ def push_to_hub(
     repo_id: str,
     tokenizer=None,
     private: bool | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload hf_ddlm model (self-contained remote code)",
+    token: str | bool | None = None,
+    commit_message: str | None = None,
     endpoint: str | None = None,
+    commit_description: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    max_shard_size: int | str | None = None,
+    tags: list[str] | None = None,
     **card_kwargs,
 ):
     """Export ``model`` (as :func:`export_model`) and upload the folder to ``repo_id`` with
     ``huggingface_hub`` (creating the repository if needed). ``endpoint`` (or ``HF_ENDPOINT``)
-    selects a Hub other than huggingface.co. Returns the commit info."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
+    selects a Hub other than huggingface.co; ``card_kwargs`` (``training_data``, ``evaluation``,
+    ``license``, ``datasets``) go into the model card. Returns the commit info."""
     with tempfile.TemporaryDirectory(prefix="hf_ddlm_export_") as folder:
-        export_model(model, folder, tokenizer=tokenizer, repo_id=repo_id, overwrite=True, **card_kwargs)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        export_model(
+            model, folder, tokenizer=tokenizer, repo_id=repo_id, overwrite=True, max_shard_size=max_shard_size, tags=tags, **card_kwargs
+        )
+        return upload_folder(
+            folder, repo_id, token, private, commit_message, commit_description, revision, create_pr, endpoint
+        )
 
 
-__all__ = ["add_remote_code", "export_model", "push_to_hub", "remote_code_files"]
+__all__ = ["add_remote_code", "check_exportable", "export_model", "push_to_hub", "remote_code_files", "upload_folder"]

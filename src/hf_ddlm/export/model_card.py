@@ -40,6 +40,18 @@ METHODS = {
 }
 
 
+CARD_TAGS = ("hf_ddlm", "discrete-diffusion", "diffusion-language-model")
+
+
+def is_generated_card(text: str) -> bool:
+    """Whether a README.md is a card written by :func:`render_model_card` (its YAML header lists
+    the ``hf_ddlm`` tag), which a later save may replace; any other README is the user's."""
+    if not text.startswith("---\n"):
+        return False
+    header = text[4:].split("\n---", 1)[0]
+    return "\n- hf_ddlm\n" in f"\n{header}\n"
+
+
 def method_info(model) -> tuple[str, str, str]:
     model_type = model.config.model_type
     if model_type in METHODS:
@@ -60,13 +72,14 @@ def render_model_card(
     license: str | None = None,
     datasets: list[str] | None = None,
     library_version: str = "",
+    tags: list[str] | None = None,
 ) -> str:
     """README.md text: YAML metadata, method and paper, architecture, sampler settings, training
     data, the ELBO perplexity bound when known, and a usage snippet that needs only transformers."""
     config, gc = model.config, model.generation_config
     name, paper, url = method_info(model)
     params = sum(p.numel() for p in model.parameters())
-    tags = ["hf_ddlm", "discrete-diffusion", "diffusion-language-model", config.model_type, "custom_code"]
+    tags = list(dict.fromkeys([*CARD_TAGS, config.model_type, "custom_code", *(tags or [])]))
     meta = "---\nlibrary_name: transformers\ntags:\n" + "".join(f"- {t}\n" for t in tags)
     if license:
         meta += f"license: {license}\n"
@@ -133,4 +146,4 @@ def render_model_card(
     return text
 
 
-__all__ = ["METHODS", "method_info", "render_model_card"]
+__all__ = ["CARD_TAGS", "METHODS", "is_generated_card", "method_info", "render_model_card"]

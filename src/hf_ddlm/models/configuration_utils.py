@@ -65,6 +65,10 @@ class DiffusionConfig(PreTrainedConfig):
             raise ValueError("mask_token_id must be None for the uniform graph (it has no mask state)")
         if not 0.0 <= self.sampling_eps < 1.0:
             raise ValueError(f"sampling_eps must be in [0, 1), got {self.sampling_eps}")
+        if type(self).__module__.startswith("hf_ddlm."):
+            # auto_map names a self-contained folder's code files; the library's own classes are
+            # in use here, and save_pretrained writes auto_map again only with those files
+            kwargs.pop("auto_map", None)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):

@@ -15,6 +15,7 @@ A method is a subclass that sets the graph, schedule and time sampler and implem
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,10 @@ def reduce_loss(loss_per_token, loss_mask, reduction, num_items_in_batch=None):
     if torch.is_tensor(denom):
         denom = denom.to(masked.device)
     return masked.sum() / denom
+
+
+# keywords of save_pretrained(push_to_hub=True) / push_to_hub that go to the upload
+_HUB_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "revision", "create_pr")
 
 
 class DiffusionPreTrainedModel(PreTrainedModel):
@@ -112,6 +117,60 @@ class DiffusionPreTrainedModel(PreTrainedModel):
                     + "; ".join(problems) + ")"
                 )
         return (model, info) if want_info else model
+
+    # --- saving: every folder is a self-contained Hub folder -----------------------------------
+    def _exporter(self, self_contained):
+        """``hf_ddlm.export.hub`` when this save should write the self-contained code, else None.
+
+        Only hf_ddlm's own classes can be flattened. The exported copy of this file (which runs as
+        ``transformers_modules.*`` with no hf_ddlm) saves like any remote-code model: transformers
+        copies its code files. The exporter is imported by name, not with an import statement, so
+        that the flattener does not pull it into the exported files."""
+        if self_contained is False:
+            return None
+        if not type(self).__module__.startswith("hf_ddlm."):
+            if self_contained:
+                raise ValueError(
+                    f"self_contained=True needs an hf_ddlm model class, got {type(self).__module__}.{type(self).__name__}"
+                )
+            return None
+        return importlib.import_module("hf_ddlm.export.hub")
+
+    def save_pretrained(self, save_directory, is_main_process: bool = True, *args, self_contained: bool | None = None, **kwargs):
+        """``PreTrainedModel.save_pretrained``, then the folder is made self-contained: the generated
+        ``configuration_/generation_/modeling_<model_type>.py``, ``auto_map`` in ``config.json``, the
+        sampler in ``generation_config.json`` and a model card ``README.md`` (written unless the folder
+        holds a README that hf_ddlm did not generate), so that it loads with transformers alone
+        (``trust_remote_code=True``). With hf_ddlm installed, loading without ``trust_remote_code``
+        still builds the library's classes. ``self_contained=False`` writes the plain transformers
+        folder. ``push_to_hub=True`` uploads after the code is written."""
+        exporter = self._exporter(self_contained)
+        if exporter is None:
+            return super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        exporter.check_exportable(self)  # before anything is written: meta weights hold no values
+        push = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        if not self.should_save_on_this_rank(is_main_process):
+            return None
+        exporter.add_remote_code(self, save_directory, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
+        if push:
+            hub_kwargs.setdefault("repo_id", str(save_directory).rstrip("/").split("/")[-1])
+            exporter.upload_folder(save_directory, token=kwargs.get("token"), **hub_kwargs)
+        return None
+
+    def push_to_hub(self, repo_id: str, *, self_contained: bool | None = None, **kwargs):
+        """``PreTrainedModel.push_to_hub`` that uploads the self-contained folder of
+        :meth:`save_pretrained` with its model card (transformers' own would replace the card with a
+        generic one). Takes the same keywords: ``commit_message``, ``commit_description``,
+        ``private``, ``token``, ``revision``, ``create_pr``, ``max_shard_size``, ``tags``."""
+        exporter = self._exporter(self_contained)
+        if exporter is None:
+            return super().push_to_hub(repo_id, **kwargs)
+        unknown = set(kwargs) - set(_HUB_KWARGS) - {"token", "max_shard_size", "tags"}
+        if unknown:
+            raise TypeError(f"push_to_hub got unexpected keyword arguments {sorted(unknown)}")
+        return exporter.push_to_hub(self, repo_id, **kwargs)
 
     def get_input_embeddings(self):
         return self.backbone.vocab_embed

@@ -3,9 +3,10 @@
 The official folder holds ``config.json`` (the whole nested Hydra training config, no
 ``model_type``) and the plain DDiT state dict, as ``pytorch_model.bin`` (the Hub files) or
 ``model.safetensors`` (huggingface_hub's newer writer), with no key prefix. The output folder holds
-our ``config.json`` (``model_type: "sedd"``), ``model.safetensors`` (keys under ``backbone.``) and
-``generation_config.json`` (the published sampler), so ``AutoModel.from_pretrained`` needs no
-special case. Every key and shape is checked against the model before anything is written, and the
+our ``config.json`` (``model_type: "sedd"``), ``model.safetensors`` (keys under ``backbone.``),
+``generation_config.json`` (the published sampler) and, as every hf_ddlm ``save_pretrained`` folder,
+the self-contained code and model card, so ``AutoModel.from_pretrained`` needs no special case
+(and transformers alone loads it with ``trust_remote_code=True``). Every key and shape is checked against the model before anything is written, and the
 folder appears at once (written to a temporary sibling, then renamed).
 
     python -m hf_ddlm.models.sedd.convert_sedd_checkpoint SRC DST [--overwrite]
@@ -26,7 +27,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoModel
 
+from ...export.hub import add_remote_code
 from ...generation.configuration import DiffusionGenerationConfig
 from .configuration_sedd import SEDDConfig, is_official_sedd_config
 from .modeling_sedd import SEDDForDiffusionLM
@@ -108,6 +111,8 @@ def write_checkpoint(dst_dir, config, state: dict[str, torch.Tensor], generation
         # contiguous, unshared tensors: what safetensors requires
         save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"})
         generation_config.save_pretrained(tmp)
+        # self-contained like every save_pretrained folder: load it back (strictly) and add the code
+        add_remote_code(AutoModel.from_pretrained(tmp), tmp, model_card="keep_foreign")
         # mkdtemp (and safetensors) create private modes; give the usual ones under the umask
         umask = os.umask(0)
         os.umask(umask)
