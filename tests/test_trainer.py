@@ -377,6 +377,8 @@ def test_train_with_trainer_runs_and_resumes(method, tmp_path, capsys):
     script.main(common + ["--max-steps", "2"])
     assert "checkpoint-2" in os.listdir(out_dir)
     assert "tokenizer.json" in os.listdir(out_dir / "checkpoint-2")
+    # a Trainer checkpoint is a self-contained Hub folder (model.save_pretrained writes the code)
+    assert {f"modeling_{method}.py", "README.md"} <= set(os.listdir(out_dir / "checkpoint-2"))
     capsys.readouterr()
     script.main(common + ["--max-steps", "4", "--resume", "last"])
     printed = capsys.readouterr().out

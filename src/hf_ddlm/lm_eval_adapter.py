@@ -1,13 +1,14 @@
 """lm-evaluation-harness support: the model ``hf_ddlm`` for ``lm_eval``.
 
     pip install lm-eval
-    hf-ddlm lm-eval --model hf_ddlm --model_args pretrained=PATH,mc_num=32 --tasks TASK [--include_path DIR]
-    python -m hf_ddlm.lm_eval_adapter --model hf_ddlm --model_args pretrained=PATH --tasks TASK
+    lm_eval --model hf_ddlm --model_args pretrained=PATH,mc_num=32 --tasks TASK [--include_path DIR]
+    hf-ddlm lm-eval ...  /  python -m hf_ddlm.lm_eval_adapter ...   (the same arguments)
 
-lm-eval 0.4 discovers models only through its own registry, filled when a module is imported
-(it has no plugin entry points), so the model is registered by importing this module: the two
-commands above do that and then run lm_eval's own command line with the same arguments. From
-Python: ``import hf_ddlm.lm_eval_adapter`` and ``lm_eval.simple_evaluate(model="hf_ddlm", ...)``.
+lm-eval 0.4 discovers models only through its own registry (it has no plugin entry points). The
+installed hf_ddlm adds ``hf_ddlm`` (and ``hf-ddlm``) to that registry as a lazy entry when lm_eval
+loads its models, through a one-line ``.pth`` startup hook (``_hf_ddlm_lm_eval.py``), so the plain
+``lm_eval`` command and ``lm_eval.simple_evaluate(model="hf_ddlm", ...)`` find it. Importing this
+module registers it too; the two other commands do that, then run lm_eval's own command line.
 
 How requests are answered:
 

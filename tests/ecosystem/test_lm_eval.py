@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,6 +190,29 @@ def test_simple_evaluate_on_local_tasks(oracle_lm, tmp_path):
     assert len(generations) == n_docs and all(len(g.split()) == 2 and set(g.split()) <= set(WORDS) for g in generations)
 
 
+def _write_cli_task(folder):
+    folder.mkdir()
+    (folder / "d.jsonl").write_text(
+        "\n".join(json.dumps({"q": "w2 w3", "choices": ["w4 w5", "w6"], "label": 0}) for _ in range(3))
+    )
+    (folder / "t.yaml").write_text(
+        textwrap.dedent(f"""\
+        task: toy_cli
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {folder / "d.jsonl"}
+        test_split: test
+        output_type: multiple_choice
+        doc_to_text: "{{{{q}}}}"
+        doc_to_choice: "{{{{choices}}}}"
+        doc_to_target: "{{{{label}}}}"
+        metric_list:
+          - metric: acc
+        """)
+    )
+
+
 def test_the_command_line_runs_a_saved_model(tmp_path, monkeypatch, capsys):
     """``hf-ddlm lm-eval --model hf_ddlm --model_args pretrained=PATH``: lm_eval's own command line
     with our model registered. lm_eval indexes its ~15k built-in tasks on every run (~20 s); the
@@ -203,26 +230,7 @@ def test_the_command_line_runs_a_saved_model(tmp_path, monkeypatch, capsys):
     model = tiny_model(mdlm)
     model.save_pretrained(tmp_path / "model")
     word_tokenizer().save_pretrained(tmp_path / "model")
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "d.jsonl").write_text(
-        "\n".join(json.dumps({"q": "w2 w3", "choices": ["w4 w5", "w6"], "label": 0}) for _ in range(3))
-    )
-    (tmp_path / "tasks" / "t.yaml").write_text(
-        textwrap.dedent(f"""\
-        task: toy_cli
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {tmp_path / "tasks" / "d.jsonl"}
-        test_split: test
-        output_type: multiple_choice
-        doc_to_text: "{{{{q}}}}"
-        doc_to_choice: "{{{{choices}}}}"
-        doc_to_target: "{{{{label}}}}"
-        metric_list:
-          - metric: acc
-        """)
-    )
+    _write_cli_task(tmp_path / "tasks")
     from hf_ddlm.cli import main
 
     code = main(
@@ -245,6 +253,48 @@ def test_the_command_line_runs_a_saved_model(tmp_path, monkeypatch, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "toy_cli" in out and "acc" in out
+
+
+def _offline_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def test_the_pth_hook_is_lazy_and_keeps_lm_evals_own_models():
+    """hf_ddlm_lm_eval.pth runs at every interpreter start: it must import nothing heavy, and once
+    lm_eval fills its registry, both its own models and ours resolve."""
+    code = (
+        "import sys\n"
+        "heavy = sorted(m for m in ('torch', 'lm_eval', 'hf_ddlm', 'transformers') if m in sys.modules)\n"
+        "from lm_eval.api.registry import get_model\n"
+        "print(heavy, get_model('hf').__name__, get_model('hf_ddlm').__module__, get_model('hf-ddlm').__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_offline_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["[]", "HFLM", "hf_ddlm.lm_eval_adapter", "DiffusionLMEval"]
+
+
+def test_the_plain_lm_eval_command_finds_the_model(tmp_path):
+    """``lm_eval --model hf_ddlm --model_args pretrained=PATH``: lm-eval's own console script, in a
+    new process that imports nothing of hf_ddlm itself (the installed .pth hook registers it)."""
+    script = Path(sys.executable).with_name("lm_eval")
+    assert script.is_file(), f"lm-eval's console script is missing next to {sys.executable} (pip install lm-eval)"
+    _, mdlm = find_model("mdlm")
+    tiny_model(mdlm).save_pretrained(tmp_path / "model")
+    word_tokenizer().save_pretrained(tmp_path / "model")
+    _write_cli_task(tmp_path / "tasks")
+    proc = subprocess.run(
+        [str(script), "--model", "hf_ddlm", "--model_args", f"pretrained={tmp_path / 'model'},mc_num=2"]
+        + ["--tasks", "toy_cli", "--include_path", str(tmp_path / "tasks"), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=_offline_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "hf_ddlm (" in proc.stdout and "|toy_cli|" in proc.stdout and "acc" in proc.stdout
 
 
 @pytest.mark.parametrize("config_class,model_class", model_params("lm_eval"))
