@@ -142,7 +142,17 @@ def test_timesteps_are_required_without_labels(model):
 
 
 # --- masks ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("attention_mask", [torch.ones(2, 3), torch.ones(1, 4), torch.ones(2, 4, 1), torch.ones(4)])
+@pytest.mark.parametrize(
+    "attention_mask",
+    [
+        torch.ones(2, 3),
+        torch.ones(1, 4),
+        torch.ones(2, 4, 1),
+        torch.ones(4),
+        torch.ones(2, 1, 4, 3, dtype=torch.bool),  # 4-D: keys must match the length
+        torch.ones(3, 1, 4, 4, dtype=torch.bool),  # 4-D: batch must be 1 or the batch
+    ],
+)
 def test_attention_mask_of_the_wrong_shape_in_forward(model, attention_mask):
     with pytest.raises(ValueError, match="attention_mask"):
         model(input_ids=X, timesteps=0.5, attention_mask=attention_mask)

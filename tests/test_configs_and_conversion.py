@@ -323,3 +323,19 @@ def test_broken_official_mdlm_weights_are_named(kind, edit, key, tmp_path):
         convert_official_mdlm(official, tmp_path / "out")
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         AutoModel.from_pretrained(official)
+
+
+def test_from_pretrained_overrides_are_validated_and_rederive_the_mask_id(tmp_path):
+    """transformers sets from_pretrained's keyword overrides after __init__, unchecked; ours go
+    through __post_init__: an overridden vocab_size moves the absorbing mask to its new last id, and
+    a bad value is refused by name."""
+    from hf_ddlm import MDLMConfig
+
+    MDLMConfig(vocab_size=20, hidden_size=32, num_attention_heads=2, num_hidden_layers=1, cond_dim=16).save_pretrained(tmp_path)
+    assert MDLMConfig.from_pretrained(tmp_path).mask_token_id == 19
+    config = MDLMConfig.from_pretrained(tmp_path, vocab_size=40)
+    assert (config.vocab_size, config.mask_token_id) == (40, 39)
+    config, unused = MDLMConfig.from_pretrained(tmp_path, hidden_dim=64, unknown_key=1, return_unused_kwargs=True)
+    assert config.hidden_size == 64 and unused == {"unknown_key": 1}  # official alias honoured
+    with pytest.raises(ValueError, match="noise_schedule must be one of"):
+        MDLMConfig.from_pretrained(tmp_path, noise_schedule="bogus")

@@ -260,3 +260,16 @@ def test_generation_config_argument_overrides_the_model_default(models):
     assert out.num_function_evaluations == 6
     assert torch.equal(out.sequences, model.generate(max_length=6, seed=0, sampler="euler", num_inference_steps=5))
     assert model.generation_config.sampler == "analytic"  # the model's own config is untouched
+
+
+def test_default_generation_config_takes_special_token_ids_from_the_model_config(tmp_path):
+    """As GenerationConfig.from_model_config does for AR models: ids stored on the config carry over
+    (so a Trainer given a tokenizer has nothing to realign), and they survive save/load."""
+    model = tiny_model(MDLMForDiffusionLM, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    gc = model.generation_config
+    assert (gc.pad_token_id, gc.eos_token_id, gc.bos_token_id) == (0, 1, 1) and gc.sampler == "ancestral"
+    plain = tiny_model(MDLMForDiffusionLM)
+    assert plain.generation_config.pad_token_id is None
+    model.save_pretrained(tmp_path)
+    reloaded = MDLMForDiffusionLM.from_pretrained(tmp_path)
+    assert (reloaded.generation_config.pad_token_id, reloaded.generation_config.eos_token_id) == (0, 1)

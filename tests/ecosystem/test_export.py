@@ -164,6 +164,9 @@ def child_results(tmp_path_factory):
             tokenizer.save_pretrained(root / "tokenizer")  # (tokenizer.push_to_hub would fetch a card from huggingface.co)
             HfApi(endpoint=hub.url, token="unused").upload_folder(repo_id=MODEL_PUSHED, folder_path=root / "tokenizer")
             model_files = HfApi(endpoint=hub.url).list_repo_files(MODEL_PUSHED)
+            # save_pretrained(push_to_hub=True) uploads once the code is written
+            models["ctmc"].save_pretrained(root / "via_save", push_to_hub=True, repo_id="tester/via-save", token="unused")
+            via_save_files = HfApi(endpoint=hub.url).list_repo_files("tester/via-save")
             card = hub.repos[MODEL_PUSHED].files["README.md"].decode()  # what the Hub holds
         finally:
             hf_constants.HF_HUB_OFFLINE = offline
@@ -191,6 +194,7 @@ def child_results(tmp_path_factory):
         "commit": commit,
         "model_pushed_files": model_files,
         "model_pushed_card": card,
+        "via_save_files": via_save_files,
     }
 
 
@@ -261,6 +265,8 @@ def test_push_to_hub_through_a_local_endpoint(child_results):
 def test_model_push_to_hub_uploads_the_self_contained_folder_and_card(child_results):
     """``model.push_to_hub`` (transformers' signature) uploads the code, the sampler and our model
     card with the caller's tags; transformers' own would upload a generic card."""
+    via_save = set(child_results["via_save_files"])
+    assert {"config.json", "model.safetensors", "modeling_ctmc.py", "generation_ctmc.py", "README.md"} <= via_save
     files = set(child_results["model_pushed_files"])
     assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "modeling_sedd.py"} <= files
     card = child_results["model_pushed_card"]

@@ -32,15 +32,16 @@ from .model_card import is_generated_card, render_model_card
 AUTO_CLASSES = ("AutoModel", "AutoModelForMaskedLM")
 
 
-def check_exportable(model):
-    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, meta weights."""
+def check_exportable(model, weights: bool = True):
+    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, and
+    (``weights``) parameters on the meta device."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         raise ValueError(
             "model is a PeftModel: merge the adapter first (model.merge_and_unload()) or push the adapter with PeftModel.push_to_hub"
         )
     if not type(model).__module__.startswith("hf_ddlm."):
         raise ValueError(f"model must be an hf_ddlm model, got {type(model).__module__}.{type(model).__name__}")
-    on_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    on_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta] if weights else []
     if on_meta:
         shown = ", ".join(on_meta[:5]) + (f" (+{len(on_meta) - 5} more)" if len(on_meta) > 5 else "")
         raise ValueError(
@@ -121,7 +122,7 @@ def add_remote_code(
     hf_ddlm did not generate (a user's own card is kept)."""
     from .. import __version__
 
-    check_exportable(model)
+    check_exportable(model, weights=False)  # the weights are in the folder already
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():

@@ -56,7 +56,10 @@ class DiffusionGenerationMixin:
     model_output_kind = "log_score"
 
     def _default_generation_config(self) -> DiffusionGenerationConfig:
-        return DiffusionGenerationConfig(sampler=self.default_sampler)
+        # special token ids stored on the model config (e.g. by a training script) carry over, as
+        # GenerationConfig.from_model_config does for autoregressive models
+        special = {k: getattr(self.config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+        return DiffusionGenerationConfig(sampler=self.default_sampler, **{k: v for k, v in special.items() if v is not None})
 
     def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs):
         """Called by ``from_pretrained``: load ``generation_config.json`` into our config class."""

@@ -8,6 +8,8 @@ accepted as aliases through ``attribute_map``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from transformers import PreTrainedConfig
 
 from ..processes.graphs import GRAPH_ALIASES, GRAPHS
@@ -70,6 +72,26 @@ class DiffusionConfig(PreTrainedConfig):
             # in use here, and save_pretrained writes auto_map again only with those files
             kwargs.pop("auto_map", None)
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """``PreTrainedConfig.from_dict``, but overrides of this config's own fields
+        (``from_pretrained(path, vocab_size=...)``) are folded in before ``__post_init__``, so they
+        are validated and the fields derived from them are derived again: the absorbing mask id
+        follows an overridden ``vocab_size`` (transformers would set them afterwards, unchecked)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        own = {}
+        for key in list(kwargs):
+            name = cls.attribute_map.get(key, key)
+            if name in names:
+                own[name] = kwargs.pop(key)
+        if own:
+            config_dict = dict(config_dict)
+            vocab = config_dict.get("vocab_size", config_dict.get("n_vocab"))
+            if "vocab_size" in own and "mask_token_id" not in own and vocab is not None and config_dict.get("mask_token_id") == vocab - 1:
+                config_dict["mask_token_id"] = None  # it was the derived last id: derive it again
+            config_dict.update(own)
+        return super().from_dict(config_dict, **kwargs)
 
     def validate_architecture(self):
         if self.hidden_size % self.num_attention_heads != 0:

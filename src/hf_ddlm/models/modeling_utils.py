@@ -147,11 +147,15 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         exporter = self._exporter(self_contained)
         if exporter is None:
             return super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
-        exporter.check_exportable(self)  # before anything is written: meta weights hold no values
+        # the rank that writes (transformers' rule); under FSDP the others may hold no full weights
+        dist = torch.distributed
+        writes = is_main_process and not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+        if writes:  # before anything is written: meta weights hold no values (unless a state_dict is given)
+            exporter.check_exportable(self, weights=kwargs.get("state_dict", args[0] if args else None) is None)
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
         super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
-        if not self.should_save_on_this_rank(is_main_process):
+        if not writes:
             return None
         exporter.add_remote_code(self, save_directory, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
         if push:
@@ -218,6 +222,14 @@ class DiffusionPreTrainedModel(PreTrainedModel):
             raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {tuple(attention_mask.shape)}")
         if attention_mask is not None and attention_mask.dim() not in (2, 4):
             raise ValueError(f"attention_mask must be [batch, length] (or a 4-D boolean mask), got {attention_mask.dim()}-D")
+        if attention_mask is not None and attention_mask.dim() == 4:
+            batch, length = shape
+            b, h, q, k = attention_mask.shape
+            if b not in (1, batch) or h not in (1, self.config.num_attention_heads) or (q, k) != (length, length):
+                raise ValueError(
+                    f"a 4-D attention_mask must be [batch or 1, heads or 1, length, length] = "
+                    f"[{batch} or 1, {self.config.num_attention_heads} or 1, {length}, {length}], got {tuple(attention_mask.shape)}"
+                )
 
     # --- the shared forward -------------------------------------------------------------------
     def forward(
