@@ -1,7 +1,7 @@
 """Trainer runs shared by ``test_distributed.py``: imported for the one-process references, and run
 under ``torchrun --nproc_per_node 2`` (gloo on CPU) for the two-process runs.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/ecosystem/ddp_train.py OUT.json
+    python -m torch.distributed.run --nproc_per_node 2 tests/ecosystem/ddp_train.py OUT.json [RUN ...]
 
 ``deterministic`` datasets carry ``input_ids`` = x_t, ``labels`` = x0 (with a varying number of
 -100 positions, so the token count differs between micro-batches) and ``timesteps``: the loss is
@@ -47,7 +47,7 @@ def dataset(model, deterministic: bool) -> Dataset:
     return Dataset.from_dict({"input_ids": x_t.tolist(), "labels": labels.tolist(), "timesteps": t.tolist()})
 
 
-def run(name: str, per_device_batch: int, grad_accum: int, output_dir: str) -> dict:
+def run(name: str, per_device_batch: int, grad_accum: int, output_dir: str, save_dir: str | None = None) -> dict:
     model_type, deterministic = RUNS[name]
     model = tiny_model(find_model(model_type)[1], seed=0).train()
     args = TrainingArguments(
@@ -75,6 +75,8 @@ def run(name: str, per_device_batch: int, grad_accum: int, output_dir: str) -> d
         args.max_steps = RANDOM_STEPS
     trainer = Trainer(model=model, args=args, train_dataset=rows)
     trainer.train()
+    if save_dir is not None:  # every rank calls it: under FSDP the full state dict is gathered
+        trainer.save_model(save_dir)
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     result = {
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
@@ -88,11 +90,20 @@ def run(name: str, per_device_batch: int, grad_accum: int, output_dir: str) -> d
     return result
 
 
-def main(out_path: str):
+def main(out_path: str, names: list[str] | None = None):
+    """The runs ``names`` (all by default) with 4 rows per process; each run's final model is saved
+    with ``Trainer.save_model`` to ``<out dir>/<name>/final``."""
     torch.set_num_threads(1)
+    root = os.path.dirname(out_path)
     results = {
-        name: run(name, per_device_batch=4, grad_accum=1, output_dir=os.path.join(os.path.dirname(out_path), name))
-        for name in RUNS
+        name: run(
+            name,
+            per_device_batch=4,
+            grad_accum=1,
+            output_dir=os.path.join(root, name),
+            save_dir=os.path.join(root, name, "final"),
+        )
+        for name in (names or RUNS)
     }
     if int(os.environ.get("RANK", "0")) == 0:
         with open(out_path, "w") as f:
@@ -100,4 +111,4 @@ def main(out_path: str):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:] or None)

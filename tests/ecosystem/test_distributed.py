@@ -8,6 +8,8 @@
   t and x_t and vary the number of scored tokens per micro-batch, so a loss mis-scaled by the
   world size, the accumulation steps or the token count would show.
 * With t and x_t drawn inside ``forward`` (real training) the curves differ by noise only.
+* The FSDP config (``fsdp_gpu.yaml``, with 2 CPU processes and no bf16) trains like one process
+  too, and ``Trainer.save_model`` writes the gathered full model.
 * bf16 autocast keeps the loss and its log-probabilities in float32.
 """
 
@@ -50,6 +52,28 @@ def two_processes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def fsdp_two_processes(tmp_path_factory):
+    """``configs/accelerate/fsdp_gpu.yaml`` as shipped (FSDP2, DDiTBlock wrapping, resharding,
+    full state dict, RAM-efficient loading) with only what a CPU needs changed: 2 processes, no
+    bf16, no gpu_ids. torch's FSDP2 runs on CPU with gloo."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("fsdp")
+    config = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp_gpu.yaml").read_text())
+    config.update(num_processes=2, mixed_precision="no")
+    config.pop("gpu_ids")
+    (root / "fsdp_cpu.yaml").write_text(yaml.safe_dump(config))
+    out = root / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher), "launch", "--config_file", str(root / "fsdp_cpu.yaml"), str(HERE / "ddp_train.py"), str(out), "mdlm_fixed"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text()), root
+
+
+@pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
     torch.set_num_threads(1)
@@ -82,6 +106,23 @@ def test_random_time_training_has_the_same_curve_shape(two_processes, one_proces
     for f, l in zip(first, last):
         assert l < 0.1 * f, (ddp, ref)  # both fall by more than 10x, to the same near-zero level
         assert l < 0.1, (ddp, ref)
+
+
+def test_fsdp_config_trains_exactly_like_one_process_and_saves_a_full_model(fsdp_two_processes, one_process):
+    from transformers import AutoModel
+
+    fsdp, root = fsdp_two_processes
+    run = fsdp["mdlm_fixed"]
+    assert run["world_size"] == 2 and run["ranks_agree"]
+    ref = one_process[("mdlm_fixed", 8, 1)]
+    torch.testing.assert_close(torch.tensor(run["losses"]), torch.tensor(ref["losses"]), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(torch.tensor(run["params"]), torch.tensor(ref["params"]), rtol=1e-4, atol=1e-5)
+    # Trainer.save_model gathered the full state dict on rank 0: a self-contained, loadable folder
+    final = root / "mdlm_fixed" / "final"
+    assert (final / "modeling_mdlm.py").is_file() and (final / "model.safetensors").is_file()
+    saved = AutoModel.from_pretrained(final)
+    flat = torch.cat([p.detach().reshape(-1) for p in saved.parameters()])
+    torch.testing.assert_close(flat, torch.tensor(ref["params"]), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("config_class,model_class", model_params("bf16"))
