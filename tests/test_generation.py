@@ -42,6 +42,20 @@ def models():
     return {SEDDForDiffusionLM: tiny_model(SEDDForDiffusionLM), MDLMForDiffusionLM: tiny_model(MDLMForDiffusionLM)}
 
 
+@pytest.mark.parametrize("model_class", [SEDDForDiffusionLM, MDLMForDiffusionLM])
+def test_a_left_padded_row_generates_what_it_generates_alone(models, model_class):
+    """With one step and top_k=1 generation is deterministic (the argmax of the fully masked
+    continuation), so a left-padded row must give exactly its unpadded result. Padding shifts the
+    row's absolute positions, which changes nothing: rotary attention scores depend only on
+    relative positions, and pads are never attended to."""
+    model = models[model_class]
+    kwargs = dict(max_new_tokens=7, num_inference_steps=1, top_k=1, seed=0)
+    alone = [model.generate(input_ids=torch.tensor([row]), **kwargs)[0, len(row) :] for row in ([3, 4, 5], [6, 7, 8, 9, 10])]
+    batch = torch.tensor([[0, 0, 3, 4, 5], [6, 7, 8, 9, 10]])
+    padded = model.generate(input_ids=batch, attention_mask=torch.tensor([[0, 0, 1, 1, 1], [1] * 5]), **kwargs)
+    assert torch.equal(padded[0, 5:], alone[0]) and torch.equal(padded[1, 5:], alone[1])
+
+
 @pytest.mark.parametrize("model_class,sampler,sampler_kwargs", ABSORBING_RUNS, ids=RUN_IDS)
 def test_unconditional_shapes_and_no_mask_left(models, model_class, sampler, sampler_kwargs):
     model = models[model_class]
