@@ -12,11 +12,10 @@ shape, and adds ``generation_config.json`` with the published sampler (the offic
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ...generation.configuration import DiffusionGenerationConfig
-from ..sedd.convert_sedd_checkpoint import check_state_dict, load_weights, read_json, write_checkpoint
+from ..sedd.convert_sedd_checkpoint import check_state_dict, converter_main, load_weights, read_json, write_checkpoint
 from .configuration_mdlm import MDLMConfig
 from .modeling_mdlm import MDLMForDiffusionLM
 
@@ -55,17 +54,14 @@ def convert_official_mdlm(src_dir, dst_dir, overwrite: bool = False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m hf_ddlm.models.mdlm.convert_mdlm_checkpoint",
-        description="Convert an official MDLM checkpoint folder (config.json + model.safetensors, as in "
-        "kuleshov-group/mdlm-owt) into an hf_ddlm folder loadable with AutoModel.from_pretrained, without remote code.",
+    converter_main(
+        convert_official_mdlm,
+        "python -m hf_ddlm.models.mdlm.convert_mdlm_checkpoint",
+        "Convert an official MDLM checkpoint folder (config.json + model.safetensors, as in kuleshov-group/mdlm-owt) "
+        "into a self-contained hf_ddlm folder loadable with AutoModel.from_pretrained (our code replaces the official remote code).",
+        "the official folder (a local copy of kuleshov-group/mdlm-owt)",
+        argv,
     )
-    parser.add_argument("src_dir", help="the official folder (a local copy of kuleshov-group/mdlm-owt)")
-    parser.add_argument("dst_dir", help="the output folder (created; must be empty unless --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace dst_dir if it exists")
-    args = parser.parse_args(argv)
-    out = convert_official_mdlm(args.src_dir, args.dst_dir, overwrite=args.overwrite)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -156,18 +156,26 @@ def convert_official_sedd(src_dir, dst_dir, overwrite: bool = False) -> Path:
     return write_checkpoint(dst_dir, config, state, DiffusionGenerationConfig(**PUBLISHED_GENERATION_CONFIG), overwrite)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m hf_ddlm.models.sedd.convert_sedd_checkpoint",
-        description="Convert an official SEDD checkpoint folder (config.json + pytorch_model.bin or model.safetensors, "
-        "as in louaaron/sedd-small) into an hf_ddlm folder loadable with AutoModel.from_pretrained.",
-    )
-    parser.add_argument("src_dir", help="the official folder (a local copy of louaaron/sedd-small or sedd-medium)")
+def converter_main(convert, prog: str, description: str, src_help: str, argv=None):
+    """The command line of a converter: ``SRC_DIR DST_DIR [--overwrite]``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("src_dir", help=src_help)
     parser.add_argument("dst_dir", help="the output folder (created; must be empty unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace dst_dir if it exists")
     args = parser.parse_args(argv)
-    out = convert_official_sedd(args.src_dir, args.dst_dir, overwrite=args.overwrite)
+    out = convert(args.src_dir, args.dst_dir, overwrite=args.overwrite)
     print(f"wrote {out}")
+
+
+def main(argv=None):
+    converter_main(
+        convert_official_sedd,
+        "python -m hf_ddlm.models.sedd.convert_sedd_checkpoint",
+        "Convert an official SEDD checkpoint folder (config.json + pytorch_model.bin or model.safetensors, as in "
+        "louaaron/sedd-small) into a self-contained hf_ddlm folder loadable with AutoModel.from_pretrained.",
+        "the official folder (a local copy of louaaron/sedd-small or sedd-medium)",
+        argv,
+    )
 
 
 if __name__ == "__main__":
