@@ -496,3 +496,23 @@ def test_uniform_closed_form_integrand_equals_score_entropy_form():
     reference = denoising_score_entropy(graph.log_ratio_from_x0(log_p0, x_t, level.sigma), x0, x_t, level, graph)
     torch.testing.assert_close(uniform_ct_elbo(log_p0, x0, x_t, level, v), reference, rtol=1e-9, atol=1e-9)
     assert (reference > -1e-9).all()
+    # and so are their gradients with respect to the logits (the closed form uses sum_y p_y = 1, so
+    # only gradients along the simplex, through the log-softmax, agree), through the custom backward
+    logits = (log_p0.detach() + 0.3).requires_grad_()
+    (g_closed,) = torch.autograd.grad(uniform_ct_elbo(logits.log_softmax(-1), x0, x_t, level, v).sum(), logits)
+    log_p = logits.log_softmax(-1)
+    reference = denoising_score_entropy(graph.log_ratio_from_x0(log_p, x_t, level.sigma), x0, x_t, level, graph)
+    (g_reference,) = torch.autograd.grad(reference.sum(), logits)
+    torch.testing.assert_close(g_closed, g_reference, rtol=1e-8, atol=1e-9)
+
+
+def test_sum_log_affine_exp_backward_is_exact():
+    from hf_ddlm.objectives.ctmc import SumLogAffineExp
+
+    g = torch.Generator().manual_seed(1)
+    log_p = torch.log_softmax(torch.randn(2, 3, 7, generator=g, dtype=F64), -1).requires_grad_()
+    c0 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.1).requires_grad_()
+    c1 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(SumLogAffineExp.apply, (log_p, c0, c1))
+    plain = torch.log(c0[..., None] + c1[..., None] * log_p.exp()).sum(-1)
+    torch.testing.assert_close(SumLogAffineExp.apply(log_p, c0, c1), plain, rtol=1e-12, atol=1e-12)

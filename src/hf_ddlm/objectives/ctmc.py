@@ -41,6 +41,32 @@ def ctmc_exact_elbo(log_p0, x0, x_t, level: NoiseLevel, graph: Graph) -> torch.T
     return denoising_score_entropy(log_ratio, x0, x_t, level, graph)
 
 
+class SumLogAffineExp(torch.autograd.Function):
+    """sum_v log(c0 + c1 exp(l_v)) over the last dimension, for l [..., V] and c0, c1 [...].
+
+    Plain autograd would keep two [..., V] intermediates (exp(l), and c0 + c1 exp(l) for the log)
+    until the backward pass. This keeps only l, which the log-softmax that produced it keeps anyway,
+    and recomputes them in backward: d/dl_v = c1 p_v / (c0 + c1 p_v), d/dc0 = sum_v 1 / (c0 + c1 p_v),
+    d/dc1 = sum_v p_v / (c0 + c1 p_v), with p = exp(l). The forward works in place on one buffer."""
+
+    @staticmethod
+    def forward(ctx, log_p, c0, c1):
+        ctx.save_for_backward(log_p, c0, c1)
+        affine = log_p.exp().mul_(c1.unsqueeze(-1)).add_(c0.unsqueeze(-1))
+        return affine.log_().sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_p, c0, c1 = ctx.saved_tensors
+        p = log_p.exp()
+        inv = p.mul(c1.unsqueeze(-1)).add_(c0.unsqueeze(-1)).reciprocal_()  # 1 / (c0 + c1 p)
+        grad_c0 = inv.sum(-1) * grad if ctx.needs_input_grad[1] else None
+        inv.mul_(p)  # p / (c0 + c1 p)
+        grad_c1 = inv.sum(-1) * grad if ctx.needs_input_grad[2] else None
+        grad_log_p = inv.mul_((c1 * grad).unsqueeze(-1)) if ctx.needs_input_grad[0] else None
+        return grad_log_p, grad_c0, grad_c1
+
+
 def uniform_ct_elbo(log_p0, x0, x_t, level: NoiseLevel, vocab_size: int) -> torch.Tensor:
     """sum_{y != x} (dsigma/N) [s_y - r_y + r_y log r_y - r_y log s_y] for uniform noise, per token.
 
@@ -59,7 +85,7 @@ def uniform_ct_elbo(log_p0, x0, x_t, level: NoiseLevel, vocab_size: int) -> torc
     c0 = -torch.expm1(log_px) + p_x * esigm1 / (n + esigm1)
     c1 = n / esigm1
     # sum_{y != x} log s_y = sum_y log(c0 + c1 p_y) - log(c0 + c1 p_x)
-    sum_log_s = torch.log(c0.unsqueeze(-1) + c1.unsqueeze(-1) * log_p0.exp()).sum(-1) - torch.log(c0 + c1 * p_x)
+    sum_log_s = SumLogAffineExp.apply(log_p0, c0, c1.expand_as(c0)) - torch.log(c0 + c1 * p_x)
     sum_s = (n - 1) * c0 + (1 - p_x) * c1
     same = x_t == x0
     rho = esigm1 / (n + esigm1)  # u/w
