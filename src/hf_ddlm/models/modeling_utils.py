@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
@@ -159,7 +160,7 @@ class DiffusionPreTrainedModel(PreTrainedModel):
             return None
         exporter.add_remote_code(self, save_directory, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
         if push:
-            hub_kwargs.setdefault("repo_id", str(save_directory).rstrip("/").split("/")[-1])
+            hub_kwargs.setdefault("repo_id", Path(save_directory).name)  # transformers' default
             exporter.upload_folder(save_directory, token=kwargs.get("token"), **hub_kwargs)
         return None
 

@@ -111,8 +111,13 @@ def write_checkpoint(dst_dir, config, state: dict[str, torch.Tensor], generation
         # contiguous, unshared tensors: what safetensors requires
         save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"})
         generation_config.save_pretrained(tmp)
-        # self-contained like every save_pretrained folder: load it back (strictly) and add the code
-        add_remote_code(AutoModel.from_pretrained(tmp), tmp, model_card="keep_foreign")
+        # self-contained like every save_pretrained folder. The code and card need the classes, config
+        # and generation config only, so the model is built on the meta device (the weights, checked
+        # above, are not read again)
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+        model.generation_config = generation_config
+        add_remote_code(model, tmp, model_card="keep_foreign")
         # mkdtemp (and safetensors) create private modes; give the usual ones under the umask
         umask = os.umask(0)
         os.umask(umask)
