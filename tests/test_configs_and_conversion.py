@@ -91,7 +91,11 @@ def test_published_config_builds_the_published_architecture(name):
     config = AutoConfig.from_pretrained(CONFIGS / name)
     assert type(config) is model_class.config_class
     assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (dims["V"], dims["D"], dims["n_blocks"])
-    assert (config.num_attention_heads, config.cond_dim, config.max_position_embeddings) == (dims["n_heads"], dims["C"], 1024)
+    assert (config.num_attention_heads, config.cond_dim, config.max_position_embeddings) == (
+        dims["n_heads"],
+        dims["C"],
+        1024,
+    )
     assert config.graph == "absorbing" and config.mask_token_id == 50257 and config.noise_schedule == "loglinear"
     if model_class is SEDDForDiffusionLM:
         assert config.scale_by_sigma and config.time_conditioning
@@ -120,7 +124,9 @@ def test_published_config_at_tiny_size_round_trips_through_auto_model(name, tmp_
     """The published fields (graph, schedule, conditioning...) survive save / AutoModel.from_pretrained."""
     model_class = PUBLISHED[name][0]
     published = json.loads((CONFIGS / name / "config.json").read_text())
-    tiny = dict(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, cond_dim=8, max_position_embeddings=8)
+    tiny = dict(
+        vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, cond_dim=8, max_position_embeddings=8
+    )
     config = model_class.config_class.from_dict({**published, **tiny})
     torch.manual_seed(0)
     model = model_class(config).eval()
@@ -136,7 +142,9 @@ def test_published_config_at_tiny_size_round_trips_through_auto_model(name, tmp_
     with torch.no_grad():
         # equal weights; loaded tensors live in the safetensors file's memory map, whose alignment
         # can change BLAS's summation order (~1e-7), hence not torch.equal
-        torch.testing.assert_close(loaded(input_ids=x, timesteps=0.5).logits, model(input_ids=x, timesteps=0.5).logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            loaded(input_ids=x, timesteps=0.5).logits, model(input_ids=x, timesteps=0.5).logits, rtol=0, atol=1e-5
+        )
 
 
 # --- converters on the golden checkpoints -----------------------------------------------------
@@ -226,7 +234,9 @@ def test_mdlm_cli_converts_and_prints(tmp_path):
     dst = tmp_path / "cli"
     run = subprocess.run(
         [sys.executable, "-m", "hf_ddlm.models.mdlm.convert_mdlm_checkpoint", str(src), str(dst)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert type(AutoModel.from_pretrained(dst)) is MDLMForDiffusionLM
@@ -263,7 +273,12 @@ def test_existing_destination_needs_overwrite(tmp_path):
 
 
 def test_failed_conversion_writes_nothing(tmp_path):
-    official = _official_folder("sedd", "absorb_loglinear", tmp_path, state_fn=lambda s: {k: v for k, v in s.items() if k != "blocks.1.mlp.2.bias"})
+    official = _official_folder(
+        "sedd",
+        "absorb_loglinear",
+        tmp_path,
+        state_fn=lambda s: {k: v for k, v in s.items() if k != "blocks.1.mlp.2.bias"},
+    )
     with pytest.raises(ValueError, match="blocks.1.mlp.2.bias"):
         convert_official_sedd(official, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == [official.name]
@@ -331,7 +346,9 @@ def test_from_pretrained_overrides_are_validated_and_rederive_the_mask_id(tmp_pa
     a bad value is refused by name."""
     from hf_ddlm import MDLMConfig
 
-    MDLMConfig(vocab_size=20, hidden_size=32, num_attention_heads=2, num_hidden_layers=1, cond_dim=16).save_pretrained(tmp_path)
+    MDLMConfig(vocab_size=20, hidden_size=32, num_attention_heads=2, num_hidden_layers=1, cond_dim=16).save_pretrained(
+        tmp_path
+    )
     assert MDLMConfig.from_pretrained(tmp_path).mask_token_id == 19
     config = MDLMConfig.from_pretrained(tmp_path, vocab_size=40)
     assert (config.vocab_size, config.mask_token_id) == (40, 39)

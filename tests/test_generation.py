@@ -50,7 +50,9 @@ def test_a_left_padded_row_generates_what_it_generates_alone(models, model_class
     relative positions, and pads are never attended to."""
     model = models[model_class]
     kwargs = dict(max_new_tokens=7, num_inference_steps=1, top_k=1, seed=0)
-    alone = [model.generate(input_ids=torch.tensor([row]), **kwargs)[0, len(row) :] for row in ([3, 4, 5], [6, 7, 8, 9, 10])]
+    alone = [
+        model.generate(input_ids=torch.tensor([row]), **kwargs)[0, len(row) :] for row in ([3, 4, 5], [6, 7, 8, 9, 10])
+    ]
     batch = torch.tensor([[0, 0, 3, 4, 5], [6, 7, 8, 9, 10]])
     padded = model.generate(input_ids=batch, attention_mask=torch.tensor([[0, 0, 1, 1, 1], [1] * 5]), **kwargs)
     assert torch.equal(padded[0, 5:], alone[0]) and torch.equal(padded[1, 5:], alone[1])
@@ -59,7 +61,14 @@ def test_a_left_padded_row_generates_what_it_generates_alone(models, model_class
 @pytest.mark.parametrize("model_class,sampler,sampler_kwargs", ABSORBING_RUNS, ids=RUN_IDS)
 def test_unconditional_shapes_and_no_mask_left(models, model_class, sampler, sampler_kwargs):
     model = models[model_class]
-    out = model.generate(max_length=10, num_return_sequences=3, num_inference_steps=8, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=0)
+    out = model.generate(
+        max_length=10,
+        num_return_sequences=3,
+        num_inference_steps=8,
+        sampler=sampler,
+        sampler_kwargs=sampler_kwargs,
+        seed=0,
+    )
     assert out.shape == (3, 10) and out.dtype == torch.long
     assert ((out >= 0) & (out < MASK)).all(), "the absorbing sampler left a mask token or an invalid id"
 
@@ -116,7 +125,9 @@ def test_infilling_keeps_fixed_positions(models, model_class, sampler, sampler_k
     model = models[model_class]
     ids = torch.tensor([[1, MASK, MASK, 4, MASK, 6, MASK, MASK], [MASK, 2, 2, MASK, MASK, MASK, 3, 3]])
     infill = ids == MASK
-    out = model.generate(input_ids=ids, infill_mask=infill, num_inference_steps=8, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=1)
+    out = model.generate(
+        input_ids=ids, infill_mask=infill, num_inference_steps=8, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=1
+    )
     assert out.shape == ids.shape
     assert torch.equal(out[~infill], ids[~infill])
     assert (out != MASK).all()
@@ -155,8 +166,15 @@ def test_top_k_1_reveals_the_most_likely_token(models, model_class):
     output at the state before that step (the output at that step's t)."""
     model = models[model_class]
     steps = 12
-    out = model.generate(max_length=8, num_return_sequences=2, num_inference_steps=steps, top_k=1, seed=0,
-                         return_dict_in_generate=True, output_trajectory=True)
+    out = model.generate(
+        max_length=8,
+        num_return_sequences=2,
+        num_inference_steps=steps,
+        top_k=1,
+        seed=0,
+        return_dict_in_generate=True,
+        output_trajectory=True,
+    )
     timesteps = torch.linspace(1, model.generation_config.t_min, steps + 1)
     states = [torch.full_like(out.sequences, MASK), *out.trajectory]
     revealed = 0
@@ -193,8 +211,14 @@ def test_callback_and_streamer_see_every_step(models, noise_removal):
 
     calls = []
     streamer = DraftStreamer()
-    out = model.generate(max_length=8, num_inference_steps=steps, noise_removal=noise_removal, seed=0,
-                         callback=lambda step, t, x: calls.append((step, t, x.clone())), streamer=streamer)
+    out = model.generate(
+        max_length=8,
+        num_inference_steps=steps,
+        noise_removal=noise_removal,
+        seed=0,
+        callback=lambda step, t, x: calls.append((step, t, x.clone())),
+        streamer=streamer,
+    )
     expected_calls = steps + int(noise_removal)
     assert [c[0] for c in calls] == list(range(expected_calls))
     ts = [c[1] for c in calls]
@@ -229,8 +253,14 @@ def test_mdlm_reuses_outputs_of_unchanged_steps(models, sampler_kwargs):
     model = models[MDLMForDiffusionLM]
     assert not model.config.time_conditioning
     steps, length, batch = 80, 6, 2
-    kwargs = dict(max_length=length, num_return_sequences=batch, num_inference_steps=steps, sampler_kwargs=sampler_kwargs,
-                  return_dict_in_generate=True, output_trajectory=True)
+    kwargs = dict(
+        max_length=length,
+        num_return_sequences=batch,
+        num_inference_steps=steps,
+        sampler_kwargs=sampler_kwargs,
+        return_dict_in_generate=True,
+        output_trajectory=True,
+    )
     cached = model.generate(seed=4, **kwargs)
     changed = _changed_steps(cached.sequences.shape, cached.trajectory, steps)
     assert cached.num_function_evaluations == 1 + changed
@@ -248,13 +278,19 @@ def test_time_conditioned_models_never_reuse_outputs(models):
         assert out.num_function_evaluations == steps + 1
 
 
-@pytest.mark.parametrize("model_class,sampler,sampler_kwargs", [
-    (SEDDForDiffusionLM, "euler", {}),
-    (MDLMForDiffusionLM, "ancestral", {"move_chance": "linear"}),
-], ids=["sedd", "mdlm"])
+@pytest.mark.parametrize(
+    "model_class,sampler,sampler_kwargs",
+    [
+        (SEDDForDiffusionLM, "euler", {}),
+        (MDLMForDiffusionLM, "ancestral", {"move_chance": "linear"}),
+    ],
+    ids=["sedd", "mdlm"],
+)
 def test_save_pretrained_keeps_the_generation_config(model_class, sampler, sampler_kwargs, tmp_path):
     model = tiny_model(model_class)
-    model.generation_config = DiffusionGenerationConfig(sampler=sampler, sampler_kwargs=sampler_kwargs, num_inference_steps=7, t_min=1e-4)
+    model.generation_config = DiffusionGenerationConfig(
+        sampler=sampler, sampler_kwargs=sampler_kwargs, num_inference_steps=7, t_min=1e-4
+    )
     model.save_pretrained(tmp_path)
     loaded = model_class.from_pretrained(tmp_path)
     gc = loaded.generation_config
@@ -263,7 +299,9 @@ def test_save_pretrained_keeps_the_generation_config(model_class, sampler, sampl
     # the saved settings drive generate: the loaded model reproduces the original's run
     loaded_out = loaded.generate(max_length=6, seed=0, return_dict_in_generate=True)
     assert loaded_out.sequences.shape == (1, 6)
-    reference = model.generate(max_length=6, seed=0, sampler=sampler, sampler_kwargs=sampler_kwargs, num_inference_steps=7, t_min=1e-4)
+    reference = model.generate(
+        max_length=6, seed=0, sampler=sampler, sampler_kwargs=sampler_kwargs, num_inference_steps=7, t_min=1e-4
+    )
     assert torch.equal(loaded_out.sequences, reference)
 
 

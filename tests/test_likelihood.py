@@ -8,7 +8,9 @@ import torch
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM, SEDDConfig, SEDDForDiffusionLM
 from hf_ddlm.likelihood import perplexity_bound
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, max_position_embeddings=16, dropout=0.0)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, max_position_embeddings=16, dropout=0.0
+)
 
 
 def _model(cls, cfg_cls, **kw):
@@ -37,7 +39,11 @@ def test_perplexity_bound_is_exp_of_total_nelbo_per_token():
     x = torch.randint(0, 12, (10, 8), generator=torch.Generator().manual_seed(0))
     bound = perplexity_bound(model, x, batch_size=4, num_samples=2, generator=torch.Generator().manual_seed(3))
     per_seq = torch.cat(
-        [model.negative_elbo(x[i : i + 4], num_samples=2, generator=g) for g in [torch.Generator().manual_seed(3)] for i in range(0, 10, 4)]
+        [
+            model.negative_elbo(x[i : i + 4], num_samples=2, generator=g)
+            for g in [torch.Generator().manual_seed(3)]
+            for i in range(0, 10, 4)
+        ]
     )
     assert bound.num_tokens == 80 and bound.num_sequences == 10
     assert math.isclose(bound.nelbo, per_seq.double().sum().item(), rel_tol=1e-5)

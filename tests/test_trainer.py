@@ -204,7 +204,11 @@ def test_token_mean_accumulation_equals_full_batch(method):
 
     def fwd(sl, **kw):
         return model(
-            input_ids=x_t[sl], attention_mask=batch["attention_mask"][sl], labels=batch["labels"][sl], timesteps=t[sl], **kw
+            input_ids=x_t[sl],
+            attention_mask=batch["attention_mask"][sl],
+            labels=batch["labels"][sl],
+            timesteps=t[sl],
+            **kw,
         ).loss
 
     model.zero_grad()
@@ -285,7 +289,13 @@ def _run(out_dir, method, rows, max_steps, resume=None):
     ema = EMACallback(decay=0.9)
     trainer = Trainer(
         model=model,
-        args=args(out_dir, max_steps=max_steps, per_device_train_batch_size=4, save_strategy="steps", save_steps=max_steps // 2),
+        args=args(
+            out_dir,
+            max_steps=max_steps,
+            per_device_train_batch_size=4,
+            save_strategy="steps",
+            save_steps=max_steps // 2,
+        ),
         train_dataset=toy_dataset(rows=rows),
         callbacks=[ema],
     )
@@ -294,7 +304,9 @@ def _run(out_dir, method, rows, max_steps, resume=None):
 
 
 @pytest.mark.parametrize(
-    "method,rows", [("mdlm", 40), ("mdlm", 16), ("sedd", 40)], ids=["mdlm-mid-epoch", "mdlm-epoch-boundary", "sedd-mid-epoch"]
+    "method,rows",
+    [("mdlm", 40), ("mdlm", 16), ("sedd", 40)],
+    ids=["mdlm-mid-epoch", "mdlm-epoch-boundary", "sedd-mid-epoch"],
 )
 def test_resume_is_exact(method, rows, tmp_path):
     steps = 8  # checkpoint at 4: mid-epoch for 40 rows (10 batches), an epoch boundary for 16
@@ -371,7 +383,18 @@ def test_train_with_trainer_runs_and_resumes(method, tmp_path, capsys):
     script = _examples()["train_with_trainer"]
     out_dir = tmp_path / method
     common = ["--method", method, "--hidden-size", "32", "--layers", "1", "--heads", "2", "--seq-len", "32"]
-    common += ["--vocab-size", "300", "--max-chars", "60000", "--batch-size", "4", "--eval-steps", "2", "--logging-steps", "1"]
+    common += [
+        "--vocab-size",
+        "300",
+        "--max-chars",
+        "60000",
+        "--batch-size",
+        "4",
+        "--eval-steps",
+        "2",
+        "--logging-steps",
+        "1",
+    ]
     common += ["--save-steps", "2", "--output-dir", str(out_dir), "--num-samples", "1", "--sample-steps", "4"]
     common += ["--nelbo-samples", "1", "--eval-rows", "4", "--ema", "0.9"]
     script.main(common + ["--max-steps", "2"])

@@ -81,7 +81,9 @@ def perplexity_bound(
         for ids, mask in iterator:
             ids = ids.to(model.device)
             mask = None if mask is None else mask.to(model.device)
-            nelbo = model.negative_elbo(ids, attention_mask=mask, num_samples=num_samples, generator=generator, t_min=t_min)
+            nelbo = model.negative_elbo(
+                ids, attention_mask=mask, num_samples=num_samples, generator=generator, t_min=t_min
+            )
             total += float(nelbo.double().sum())
             tokens += int(ids.numel() if mask is None else mask.sum())
             sequences += ids.shape[0]

@@ -51,7 +51,6 @@ class _SubsLogProbs(torch.autograd.Function):
         return fill_rows_(grad_logits, unmasked, 0.0), None, None
 
 
-
 def sedd_log_score(logits: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor, scale_by_sigma: bool) -> torch.Tensor:
     """SEDD's log concrete score log s_theta(x_t)_y ~ log p_t(y) / p_t(x_t) [B, L, V].
 

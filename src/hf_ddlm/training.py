@@ -132,11 +132,15 @@ class EMACallback(TrainerCallback):
             return
         path = os.path.join(folder, EMA_WEIGHTS_NAME)
         if not os.path.isfile(path):
-            logger.warning(f"EMACallback: no {EMA_WEIGHTS_NAME} in {folder}; the average restarts from the current weights")
+            logger.warning(
+                f"EMACallback: no {EMA_WEIGHTS_NAME} in {folder}; the average restarts from the current weights"
+            )
             return
         saved = load_file(path)
         if set(saved) != set(self.shadow):
-            raise ValueError(f"{path} holds weights {sorted(set(saved) ^ set(self.shadow))} that the model does not match")
+            raise ValueError(
+                f"{path} holds weights {sorted(set(saved) ^ set(self.shadow))} that the model does not match"
+            )
         for name, tensor in saved.items():
             self.shadow[name].copy_(tensor)
 

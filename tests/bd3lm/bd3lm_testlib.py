@@ -10,7 +10,14 @@ ARCH = dict(hidden_size=32, num_attention_heads=2, cond_dim=16, dropout=0.0)
 
 
 def tiny_config(block_size=4, length=16, layers=2, vocab=13, cls=BD3LMConfig, **overrides):
-    return cls(vocab_size=vocab, num_hidden_layers=layers, max_position_embeddings=length, block_size=block_size, **ARCH, **overrides)
+    return cls(
+        vocab_size=vocab,
+        num_hidden_layers=layers,
+        max_position_embeddings=length,
+        block_size=block_size,
+        **ARCH,
+        **overrides,
+    )
 
 
 def tiny_bd3lm(block_size=4, length=16, layers=2, vocab=13, seed=0, randomize=True, **overrides):

@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
+from bd3lm_testlib import random_clean, tiny_bd3lm
 from torch import nn
 
-from bd3lm_testlib import random_clean, tiny_bd3lm
 from hf_ddlm import BD3LMForDiffusionLM
 from hf_ddlm.generation import block_decoding
 from hf_ddlm.generation.cache import BlockKVCache
@@ -56,7 +56,9 @@ def test_cached_uncached_and_training_logits_agree_at_every_step(monkeypatch, sa
     prompt = random_clean(3, 6, 13)  # one whole prompt block, and a block that starts with 2 given tokens
     runs, calls = {}, record_block_calls(monkeypatch)
     for use_cache in (True, False):
-        seq = model.generate(input_ids=prompt, max_new_tokens=10, seed=3, use_cache=use_cache, sampler=sampler, **kwargs)
+        seq = model.generate(
+            input_ids=prompt, max_new_tokens=10, seed=3, use_cache=use_cache, sampler=sampler, **kwargs
+        )
         runs[use_cache] = (seq, list(calls))
         calls.clear()
     (seq_c, calls_c), (seq_u, calls_u) = runs[True], runs[False]
@@ -74,7 +76,13 @@ def test_cached_uncached_and_training_logits_agree_at_every_step(monkeypatch, sa
 
 def test_first_hitting_reveals_one_token_per_network_call():
     model = tiny_bd3lm(block_size=4, length=16)
-    out = model.generate(input_ids=random_clean(2, 5, 13), max_new_tokens=11, seed=0, return_dict_in_generate=True, output_trajectory=True)
+    out = model.generate(
+        input_ids=random_clean(2, 5, 13),
+        max_new_tokens=11,
+        seed=0,
+        return_dict_in_generate=True,
+        output_trajectory=True,
+    )
     assert out.sequences.shape == (2, 16) and not (out.sequences == MASK).any()
     assert out.num_function_evaluations == 11  # one NFE per generated token
     # the prompt block; blocks 1 and 2 are committed by the next block's first forward
@@ -109,7 +117,14 @@ def test_first_hitting_times_are_per_sample():
 
 def test_ancestral_reuses_the_output_when_nothing_changed():
     model = tiny_bd3lm(block_size=4, length=16)
-    out = model.generate(max_length=16, num_return_sequences=2, seed=0, sampler="block_ancestral", num_inference_steps=64, return_dict_in_generate=True)
+    out = model.generate(
+        max_length=16,
+        num_return_sequences=2,
+        seed=0,
+        sampler="block_ancestral",
+        num_inference_steps=64,
+        return_dict_in_generate=True,
+    )
     assert not (out.sequences == MASK).any()
     # a call only after a step that changed a token (of either row), plus the first of each block
     assert out.num_function_evaluations <= 4 * (2 * 4 + 1) < 4 * 64
@@ -171,7 +186,9 @@ def test_variable_length_stops_at_eos():
     with torch.no_grad():
         model.backbone.output_layer.linear.bias[eos] += 3.0  # EOS is likely
     prompt = torch.tensor([[eos, 1], [eos, 2], [eos, 3]])  # an EOS in the prompt (BOS = EOS) does not stop
-    out = model.generate(input_ids=prompt, max_new_tokens=60, seed=0, eos_token_id=eos, pad_token_id=0, return_dict_in_generate=True)
+    out = model.generate(
+        input_ids=prompt, max_new_tokens=60, seed=0, eos_token_id=eos, pad_token_id=0, return_dict_in_generate=True
+    )
     seq = out.sequences
     assert out.num_function_evaluations < 60  # stopped before the requested length
     stops = []
@@ -197,7 +214,9 @@ def test_nucleus_official_and_hf_differ_at_the_crossing_token():
 def test_tiny_nucleus_reveals_the_argmax(monkeypatch, kwargs):
     model = tiny_bd3lm(block_size=4, length=16)
     calls = record_block_calls(monkeypatch)
-    out = model.generate(max_length=16, num_return_sequences=2, seed=0, return_dict_in_generate=True, output_trajectory=True, **kwargs)
+    out = model.generate(
+        max_length=16, num_return_sequences=2, seed=0, return_dict_in_generate=True, output_trajectory=True, **kwargs
+    )
     for (x, lo, hi, pos, log_probs), after in zip(calls, out.trajectory):
         revealed = (x[:, lo:hi] == MASK) & (after[:, lo:hi] != MASK)
         assert (revealed.sum(-1) == 1).all() and torch.equal(revealed.int().argmax(-1, keepdim=True), pos)
@@ -230,12 +249,22 @@ def test_an_exact_denoiser_samples_the_data_distribution(sampler, kwargs):
     # block decoding with the exact conditionals is an exact sampler (first-hitting: exactly; the
     # grid: up to the chance of two tokens of a block unmasking in one of 64 steps)
     oracle = ExactOracle.random(vocab_size=3, length=4, seed=3)
-    model = BD3LMForDiffusionLM(tiny_config(BD3LMConfig_, vocab_size=3, max_position_embeddings=4, block_size=2, ignore_bos=False)).eval()
+    model = BD3LMForDiffusionLM(
+        tiny_config(BD3LMConfig_, vocab_size=3, max_position_embeddings=4, block_size=2, ignore_bos=False)
+    ).eval()
     model.backbone = BlockOracleBackbone(oracle)
-    samples = model.generate(max_length=4, num_return_sequences=3000, seed=0, use_cache=False, sampler=sampler, **kwargs)
+    samples = model.generate(
+        max_length=4, num_return_sequences=3000, seed=0, use_cache=False, sampler=sampler, **kwargs
+    )
     assert oracle.total_variation(samples) < 0.05
     # a sampler that ignored the prefix would be far off: the blocks are strongly correlated
-    independent = torch.cat([oracle.sample(3000, torch.Generator().manual_seed(1))[:, :2], oracle.sample(3000, torch.Generator().manual_seed(2))[:, 2:]], 1)
+    independent = torch.cat(
+        [
+            oracle.sample(3000, torch.Generator().manual_seed(1))[:, :2],
+            oracle.sample(3000, torch.Generator().manual_seed(2))[:, 2:],
+        ],
+        1,
+    )
     assert oracle.total_variation(independent) > 0.15
 
 

@@ -34,7 +34,13 @@ def raw_logits(model, ids, mask=None, positions=None, cache=None):
         sigma = torch.zeros(ids.shape[0])
         if cache is not None:
             n = ids.shape[1]
-            out = model.backbone(ids, sigma, cache.attention_mask(n, ids.shape[0], "cpu"), cache.position_ids(n, "cpu"), kv_caches=cache.layers)
+            out = model.backbone(
+                ids,
+                sigma,
+                cache.attention_mask(n, ids.shape[0], "cpu"),
+                cache.position_ids(n, "cpu"),
+                kv_caches=cache.layers,
+            )
             cache.close(n)
             return out
         return model.backbone(ids, sigma, mask, positions)
@@ -50,9 +56,15 @@ def test_official_checkpoint_loads_strictly_with_its_config(golden):
     config = model.config
     assert isinstance(config, BD3LMConfig)
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (
-        official["hidden_dim"], official["n_blocks"], official["n_heads"])
+        official["hidden_dim"],
+        official["n_blocks"],
+        official["n_heads"],
+    )
     assert (config.max_position_embeddings, config.block_size, config.vocab_size) == (
-        official["model_length"], official["block_size"], official["vocab_size"])
+        official["model_length"],
+        official["block_size"],
+        official["vocab_size"],
+    )
     assert config.mask_token_id == case["mask_index"]
     # the clipped range comes from the sampling_eps_* buffers
     assert (config.sampling_eps_min, config.sampling_eps_max) == (0.001, 0.999)
@@ -74,7 +86,9 @@ def test_training_forward_subs_and_nelbo(golden):
     with torch.no_grad():
         out = model(input_ids=x_t, labels=x0, timesteps=inputs["t_per_block"], attention_mask=inputs["attention_mask"])
     positions = torch.arange(16).repeat(2)
-    raw = raw_logits(model, torch.cat([x_t, x0], 1), materialize_mask(block_diff_mask(4, 16), 32, 32), positions)[:, :16]
+    raw = raw_logits(model, torch.cat([x_t, x0], 1), materialize_mask(block_diff_mask(4, 16), 32, 32), positions)[
+        :, :16
+    ]
     torch.testing.assert_close(raw, expected["train_logits"], **LOGITS)
     ref = expected["train_subs_log_probs"]
     assert torch.equal(finite(out.logits), finite(ref))
@@ -109,7 +123,11 @@ def test_no_cache_decoding(golden):
         raw = raw_logits(model, ids, materialize_mask(block_causal_mask(4), 12, 12))
         torch.testing.assert_close(raw, expected[key], **LOGITS)
     ids = torch.cat([prefix, inputs["decode_block_clean"], inputs["decode_next_block"]], 1)
-    torch.testing.assert_close(raw_logits(model, ids, materialize_mask(block_causal_mask(4), 16, 16)), expected["nocache_logits_next"], **LOGITS)
+    torch.testing.assert_close(
+        raw_logits(model, ids, materialize_mask(block_causal_mask(4), 16, 16)),
+        expected["nocache_logits_next"],
+        **LOGITS,
+    )
     # the model's sampling-mode forward is that path plus SUBS
     with torch.no_grad():
         out = model(input_ids=torch.cat([prefix, inputs["decode_block_a"]], 1))
@@ -121,17 +139,27 @@ def test_kv_cache_decoding_including_the_slide_past_the_model_length(golden):
     _, inputs, expected, case, model = golden
     cache = BlockKVCache.for_model(model)
     prefix, x0 = inputs["decode_prefix"], inputs["x0"]
-    committed = torch.stack([raw_logits(model, prefix[:, 4 * k : 4 * k + 4], cache=cache.commit()) for k in range(2)], 1)
+    committed = torch.stack(
+        [raw_logits(model, prefix[:, 4 * k : 4 * k + 4], cache=cache.commit()) for k in range(2)], 1
+    )
     torch.testing.assert_close(committed, expected["kv_commit_logits_prefix"], **LOGITS)
-    torch.testing.assert_close(raw_logits(model, inputs["decode_block_a"], cache=cache.read()), expected["kv_logits_a"], **LOGITS)
-    torch.testing.assert_close(raw_logits(model, inputs["decode_block_b"], cache=cache.read()), expected["kv_logits_b"], **LOGITS)
+    torch.testing.assert_close(
+        raw_logits(model, inputs["decode_block_a"], cache=cache.read()), expected["kv_logits_a"], **LOGITS
+    )
+    torch.testing.assert_close(
+        raw_logits(model, inputs["decode_block_b"], cache=cache.read()), expected["kv_logits_b"], **LOGITS
+    )
     current = raw_logits(model, inputs["decode_block_clean"], cache=cache.commit())
     torch.testing.assert_close(current, expected["kv_commit_logits_current"], **LOGITS)
     assert cache.length == case["cache_idx_after_commit_current"]
-    torch.testing.assert_close(raw_logits(model, inputs["decode_next_block"], cache=cache.read()), expected["kv_logits_next"], **LOGITS)
+    torch.testing.assert_close(
+        raw_logits(model, inputs["decode_next_block"], cache=cache.read()), expected["kv_logits_next"], **LOGITS
+    )
     raw_logits(model, x0[:, 12:16], cache=cache.commit())  # fills the cache: it slides by one block
     assert cache.length == case["cache_idx_before_slide_decode"]
-    torch.testing.assert_close(raw_logits(model, inputs["decode_next_block"], cache=cache.read()), expected["kv_logits_slide"], **LOGITS)
+    torch.testing.assert_close(
+        raw_logits(model, inputs["decode_next_block"], cache=cache.read()), expected["kv_logits_slide"], **LOGITS
+    )
 
 
 def test_kv_cache_through_the_model_forward_and_prompt_prefill(golden):

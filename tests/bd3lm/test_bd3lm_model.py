@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from bd3lm_testlib import mask_at_random, mdlm_config_like, random_clean, tiny_bd3lm, tiny_config
+
 from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMForDiffusionLM
 from hf_ddlm.backbones.attention import (
     FLEX_ATTENTION_AVAILABLE,
@@ -43,7 +43,9 @@ def spec_mask(length, block):
 
 @pytest.mark.parametrize("length,block", [(8, 1), (8, 2), (12, 3), (16, 4), (16, 16), (64, 8)])
 def test_block_diff_mask_equals_its_three_rules(length, block):
-    assert torch.equal(materialize_mask(block_diff_mask(block, length), 2 * length, 2 * length)[0, 0], spec_mask(length, block))
+    assert torch.equal(
+        materialize_mask(block_diff_mask(block, length), 2 * length, 2 * length)[0, 0], spec_mask(length, block)
+    )
 
 
 @pytest.mark.parametrize("length,block", [(8, 2), (12, 4), (10, 4)])
@@ -152,7 +154,9 @@ def test_left_padding_gives_finite_gradients():
     labels = x0.masked_fill(attention == 0, -100)
     out = model(input_ids=x0, labels=labels, attention_mask=attention, generator=torch.Generator().manual_seed(0))
     out.loss.backward()
-    assert torch.isfinite(out.loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(out.loss) and all(
+        torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None
+    )
 
 
 # --- FlexAttention ----------------------------------------------------------------------------
@@ -241,8 +245,18 @@ def test_bad_timesteps_and_arguments():
 
 
 def test_official_config_keys_are_checked():
-    official = dict(model_type="bd3lm", block_size=4, cross_attn=True, adaln=True, causal=False, attn_backend="sdpa",
-                    auto_map={"AutoConfig": "x"}, return_dict=False, architectures=["BD3LM"], hidden_dim=64)
+    official = dict(
+        model_type="bd3lm",
+        block_size=4,
+        cross_attn=True,
+        adaln=True,
+        causal=False,
+        attn_backend="sdpa",
+        auto_map={"AutoConfig": "x"},
+        return_dict=False,
+        architectures=["BD3LM"],
+        hidden_dim=64,
+    )
     mapped = official_bd3lm_config_to_dict(official)
     assert "auto_map" not in mapped and "cross_attn" not in mapped and mapped["hidden_dim"] == 64
     assert BD3LMConfig.from_dict({**official, "model_length": 16, "n_heads": 4, "n_blocks": 2}).hidden_size == 64
@@ -260,6 +274,11 @@ def test_bd3lm_is_registered_and_its_configs_load():
     for block in (4, 8, 16):
         config = AutoConfig.from_pretrained(root / f"bd3lm-owt-block_size{block}")
         assert isinstance(config, BD3LMConfig) and config.block_size == block
-        assert (config.hidden_size, config.num_hidden_layers, config.vocab_size, config.max_position_embeddings) == (768, 12, 50258, 1024)
+        assert (config.hidden_size, config.num_hidden_layers, config.vocab_size, config.max_position_embeddings) == (
+            768,
+            12,
+            50258,
+            1024,
+        )
     tiny = tiny_config()
     assert isinstance(AutoModel.from_config(tiny), BD3LMForDiffusionLM)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from bd3lm_testlib import tiny_bd3lm
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import set_seed
 
-from bd3lm_testlib import tiny_bd3lm
 from hf_ddlm.training import DiffusionDataCollator
 
 V, L, BLOCK, PAD = 13, 16, 4, 0
@@ -28,10 +28,22 @@ def test_trainer_trains_bd3lm_with_padded_batches(tmp_path):
     data = toy_dataset()
     collate = DiffusionDataCollator(pad_token_id=PAD, pad_to_multiple_of=BLOCK)
     args = TrainingArguments(
-        output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8,
-        per_device_eval_batch_size=8, learning_rate=3e-3, warmup_steps=0, lr_scheduler_type="constant",
-        weight_decay=0.0, logging_steps=1, save_strategy="no", disable_tqdm=True, seed=0, max_steps=120,
-        dataloader_num_workers=0, remove_unused_columns=False,
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        max_steps=120,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data, data_collator=collate)
     trainer.train()
@@ -52,10 +64,14 @@ def test_padding_changes_no_real_position():
     small = collate(rows)  # length 8
     large = DiffusionDataCollator(pad_token_id=PAD, max_length=16)(rows)
     t = torch.tensor([[0.4, 0.7, 0.2, 0.9], [0.6, 0.3, 0.8, 0.5]])
-    noisy_small = small["input_ids"].masked_fill(torch.rand(2, 8, generator=torch.Generator().manual_seed(0)) < 0.5, V - 1)
+    noisy_small = small["input_ids"].masked_fill(
+        torch.rand(2, 8, generator=torch.Generator().manual_seed(0)) < 0.5, V - 1
+    )
     noisy_large = torch.cat([noisy_small, large["input_ids"][:, 8:]], 1)
     with torch.no_grad():
-        a = model(input_ids=noisy_small, labels=small["labels"], attention_mask=small["attention_mask"], timesteps=t[:, :2])
+        a = model(
+            input_ids=noisy_small, labels=small["labels"], attention_mask=small["attention_mask"], timesteps=t[:, :2]
+        )
         b = model(input_ids=noisy_large, labels=large["labels"], attention_mask=large["attention_mask"], timesteps=t)
     real = small["attention_mask"].bool()
     torch.testing.assert_close(a.loss_per_token, b.loss_per_token[:, :8])

@@ -20,8 +20,7 @@ SKIPPED: dict[str, str] = {}
 # (model_type, feature) -> a known defect of that method, in a file outside the ecosystem code.
 # Its tests of ``feature`` are strict xfails: when the defect is fixed they pass, which fails the
 # suite until the entry is removed here.
-GAPS: dict[tuple[str, str], str] = {
-}
+GAPS: dict[tuple[str, str], str] = {}
 
 
 def model_params(feature: str | None = None):

@@ -67,7 +67,15 @@ def fsdp_two_processes(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     launcher = Path(sys.executable).parent / "accelerate"
-    cmd = [str(launcher), "launch", "--config_file", str(root / "fsdp_cpu.yaml"), str(HERE / "ddp_train.py"), str(out), "mdlm_fixed"]
+    cmd = [
+        str(launcher),
+        "launch",
+        "--config_file",
+        str(root / "fsdp_cpu.yaml"),
+        str(HERE / "ddp_train.py"),
+        str(out),
+        "mdlm_fixed",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text()), root

@@ -23,8 +23,8 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 from huggingface_hub import constants as hf_constants
-from transformers import AutoModel
 from safetensors.torch import save_file
+from transformers import AutoModel
 
 from hf_ddlm.export import FlattenError, export_model, flatten, push_to_hub
 from hf_ddlm.models.auto import MODELS
@@ -161,11 +161,15 @@ def child_results(tmp_path_factory):
             files = HfApi(endpoint=hub.url).list_repo_files(PUSHED)
             # the model's own push_to_hub, as a transformers user calls it
             models["sedd"].push_to_hub(MODEL_PUSHED, token="unused", tags=["my-tag"], commit_message="first")
-            tokenizer.save_pretrained(root / "tokenizer")  # (tokenizer.push_to_hub would fetch a card from huggingface.co)
+            tokenizer.save_pretrained(
+                root / "tokenizer"
+            )  # (tokenizer.push_to_hub would fetch a card from huggingface.co)
             HfApi(endpoint=hub.url, token="unused").upload_folder(repo_id=MODEL_PUSHED, folder_path=root / "tokenizer")
             model_files = HfApi(endpoint=hub.url).list_repo_files(MODEL_PUSHED)
             # save_pretrained(push_to_hub=True) uploads once the code is written
-            models["ctmc"].save_pretrained(root / "via_save", push_to_hub=True, repo_id="tester/via-save", token="unused")
+            models["ctmc"].save_pretrained(
+                root / "via_save", push_to_hub=True, repo_id="tester/via-save", token="unused"
+            )
             via_save_files = HfApi(endpoint=hub.url).list_repo_files("tester/via-save")
             card = hub.repos[MODEL_PUSHED].files["README.md"].decode()  # what the Hub holds
         finally:

@@ -24,7 +24,7 @@ close_loss = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-4)
 FINITE = -1e5  # SUBS writes -1e6 sentinels; only entries above this are compared numerically
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(case):
     folder, inputs, expected, case_json = load_golden("mdlm", case)
     return folder, AutoModel.from_pretrained(folder).eval(), inputs, expected, case_json
@@ -146,7 +146,10 @@ def test_save_pretrained_round_trip_gives_identical_outputs(case, tmp_path):
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "mdlm"  # our format, with the self-contained code beside it
-    assert saved["auto_map"]["AutoModel"] == "modeling_mdlm.MDLMForDiffusionLM" and (tmp_path / "modeling_mdlm.py").is_file()
+    assert (
+        saved["auto_map"]["AutoModel"] == "modeling_mdlm.MDLMForDiffusionLM"
+        and (tmp_path / "modeling_mdlm.py").is_file()
+    )
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(reloaded) is type(model)
     assert reloaded.config.to_diff_dict() == model.config.to_diff_dict()

@@ -22,7 +22,7 @@ close = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-5)  # s
 close_loss = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-4)  # entropies, losses
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(case):
     folder, inputs, expected, case_json = load_golden("sedd", case)
     model = AutoModel.from_pretrained(folder).eval()

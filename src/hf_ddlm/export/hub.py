@@ -41,7 +41,9 @@ def check_exportable(model, weights: bool = True):
         )
     if not type(model).__module__.startswith("hf_ddlm."):
         raise ValueError(f"model must be an hf_ddlm model, got {type(model).__module__}.{type(model).__name__}")
-    on_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta] if weights else []
+    on_meta = (
+        [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta] if weights else []
+    )
     if on_meta:
         shown = ", ".join(on_meta[:5]) + (f" (+{len(on_meta) - 5} more)" if len(on_meta) > 5 else "")
         raise ValueError(
@@ -245,7 +247,14 @@ def push_to_hub(
     ``license``, ``datasets``) go into the model card. Returns the commit info."""
     with tempfile.TemporaryDirectory(prefix="hf_ddlm_export_") as folder:
         export_model(
-            model, folder, tokenizer=tokenizer, repo_id=repo_id, overwrite=True, max_shard_size=max_shard_size, tags=tags, **card_kwargs
+            model,
+            folder,
+            tokenizer=tokenizer,
+            repo_id=repo_id,
+            overwrite=True,
+            max_shard_size=max_shard_size,
+            tags=tags,
+            **card_kwargs,
         )
         return upload_folder(
             folder, repo_id, token, private, commit_message, commit_description, revision, create_pr, endpoint

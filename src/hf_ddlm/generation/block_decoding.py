@@ -63,7 +63,9 @@ def _eos_ids(eos_token_id, vocab_size: int, mask_token_id: int) -> list[int]:
     ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     for e in ids:
         if not isinstance(e, int) or isinstance(e, bool) or not 0 <= e < vocab_size:
-            raise ValueError(f"eos_token_id {e!r} is not a token id in [0, {vocab_size}): generation could never stop at it")
+            raise ValueError(
+                f"eos_token_id {e!r} is not a token id in [0, {vocab_size}): generation could never stop at it"
+            )
         if e == mask_token_id:
             raise ValueError(
                 f"eos_token_id {e} is the mask token, which a finished block never holds: generation could never stop at it "
@@ -147,7 +149,9 @@ def block_generate(
     pad_id = gc.pad_token_id if gc.pad_token_id is not None else (eos[0] if eos else None)
     sampler = get_sampler(gc.sampler, model.graph, model.schedule, **gc.sampler_kwargs)
     if sampler.needs != model.model_output_kind:
-        raise ValueError(f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(model).__name__} outputs {model.model_output_kind!r}")
+        raise ValueError(
+            f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(model).__name__} outputs {model.model_output_kind!r}"
+        )
     first_hitting = getattr(sampler, "first_hitting", False)
     if not first_hitting:
         grid = sampler.set_timesteps(gc.num_inference_steps, gc.t_min, device)
@@ -168,7 +172,9 @@ def block_generate(
     fixed = torch.cat([fixed, torch.zeros(batch, total - length, dtype=torch.bool, device=device)], dim=1)
     key_mask = None
     if attention_mask is not None and not attention_mask.bool().all():
-        key_mask = torch.cat([attention_mask.bool(), torch.ones(batch, total - length, dtype=torch.bool, device=device)], 1)
+        key_mask = torch.cat(
+            [attention_mask.bool(), torch.ones(batch, total - length, dtype=torch.bool, device=device)], 1
+        )
 
     reuse_ok = not config.time_conditioning  # the output depends on the tokens only
     filters = (gc.temperature or 1.0, gc.top_k, gc.top_p)
@@ -189,6 +195,7 @@ def block_generate(
         streamer.put(x[:, :prompt_len].cpu())
 
     nfe, step, trajectory = 0, 0, []
+    t = ones  # the time of the last denoising step, used when a pending block is committed
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     blocks = range(first, num_blocks)
     if progress_bar:
@@ -229,7 +236,9 @@ def block_generate(
                 i = steps
             x[:, lo:hi] = block
             step += 1
-            model._report(step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len)
+            model._report(
+                step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len
+            )
         if (block == mask_id).any():  # the grid ended with tokens still masked: noise removal
             if out is None or not reuse_ok:
                 out = _block_log_probs(model, x, lo, hi, t, cache, key_mask, window)

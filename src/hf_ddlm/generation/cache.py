@@ -60,7 +60,13 @@ class BlockKVCache:
     @classmethod
     def for_model(cls, model, **kwargs) -> BlockKVCache:
         config = model.config
-        return cls(config.num_hidden_layers, config.max_position_embeddings, config.block_size, model.backbone.rotary_emb, **kwargs)
+        return cls(
+            config.num_hidden_layers,
+            config.max_position_embeddings,
+            config.block_size,
+            model.backbone.rotary_emb,
+            **kwargs,
+        )
 
     def read(self, key_mask: torch.Tensor | None = None) -> CacheView:
         return CacheView(self, commit=False, key_mask=key_mask)
@@ -88,7 +94,11 @@ class BlockKVCache:
             batch = key_mask.shape[0] if key_mask is not None else self.key_mask.shape[0]
             if self.key_mask is None:
                 self.key_mask = torch.ones(batch, self.window, dtype=torch.bool, device=key_mask.device)
-            new = key_mask if key_mask is not None else torch.ones(batch, n, dtype=torch.bool, device=self.key_mask.device)
+            new = (
+                key_mask
+                if key_mask is not None
+                else torch.ones(batch, n, dtype=torch.bool, device=self.key_mask.device)
+            )
             self.key_mask[:, self.length : self.length + n] = new.bool()
         self.length += n
         if self.length >= self.window:
@@ -128,7 +138,9 @@ class CacheView:
     positions and the attention mask of the new tokens, and ``close`` (called by the model after
     the forward) which appends the new keys when committing."""
 
-    def __init__(self, cache: BlockKVCache, commit: bool, key_mask: torch.Tensor | None = None, length: int | None = None):
+    def __init__(
+        self, cache: BlockKVCache, commit: bool, key_mask: torch.Tensor | None = None, length: int | None = None
+    ):
         self.cache = cache
         self.commit = commit
         self.commit_length = length
@@ -151,8 +163,16 @@ class CacheView:
         mask_fn = block_causal_mask(cache.block_size, q_offset=past)
         if cache.key_mask is None and self.key_mask is None:
             return materialize_mask(mask_fn, n, past + n, device)
-        old = cache.key_mask[:, :past] if cache.key_mask is not None else torch.ones(batch_size, past, dtype=torch.bool, device=device)
-        new = self.key_mask.bool() if self.key_mask is not None else torch.ones(batch_size, n, dtype=torch.bool, device=device)
+        old = (
+            cache.key_mask[:, :past]
+            if cache.key_mask is not None
+            else torch.ones(batch_size, past, dtype=torch.bool, device=device)
+        )
+        new = (
+            self.key_mask.bool()
+            if self.key_mask is not None
+            else torch.ones(batch_size, n, dtype=torch.bool, device=device)
+        )
         keys = torch.cat([old, new], dim=1)
         return materialize_mask(with_key_padding(mask_fn, keys, q_offset=past), n, past + n, device, batch_size)
 

@@ -37,7 +37,9 @@ def _process_output(output, kind, x_t, graph, temperature, top_k, top_p):
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not graph.absorbing:
-        raise ValueError("temperature / top_k / top_p need a distribution over clean tokens; the uniform graph has none")
+        raise ValueError(
+            "temperature / top_k / top_p need a distribution over clean tokens; the uniform graph has none"
+        )
     masked = (x_t == graph.mask_token_id).unsqueeze(-1)
     body = output[..., :-1]
     filtered = filter_logits(body.float(), temperature, top_k, top_p).log_softmax(-1).to(output.dtype)
@@ -59,14 +61,22 @@ class DiffusionGenerationMixin:
         # special token ids stored on the model config (e.g. by a training script) carry over, as
         # GenerationConfig.from_model_config does for autoregressive models
         special = {k: getattr(self.config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
-        return DiffusionGenerationConfig(sampler=self.default_sampler, **{k: v for k, v in special.items() if v is not None})
+        return DiffusionGenerationConfig(
+            sampler=self.default_sampler, **{k: v for k, v in special.items() if v is not None}
+        )
 
-    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs):
+    def adjust_generation_fn(
+        self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs
+    ):
         """Called by ``from_pretrained``: load ``generation_config.json`` into our config class."""
         if generation_config is not None:
             self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
             return
-        keep = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder") if k in kwargs}
+        keep = {
+            k: kwargs[k]
+            for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+            if k in kwargs
+        }
         try:
             self.generation_config = self.generation_config_class.from_pretrained(pretrained_model_name_or_path, **keep)
         except (OSError, ValueError):
@@ -77,7 +87,11 @@ class DiffusionGenerationMixin:
     def _prepare_generation_config(self, generation_config, kwargs):
         base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
         if not isinstance(base, DiffusionGenerationConfig):
-            base = self._default_generation_config() if base is None else DiffusionGenerationConfig.from_dict(base.to_dict())
+            base = (
+                self._default_generation_config()
+                if base is None
+                else DiffusionGenerationConfig.from_dict(base.to_dict())
+            )
         gc = DiffusionGenerationConfig.from_dict(base.to_dict())
         unused = gc.update(**kwargs)
         if unused:
@@ -115,7 +129,9 @@ class DiffusionGenerationMixin:
             if graph.mask_token_id is not None and ((input_ids == graph.mask_token_id) & fixed).any():
                 raise ValueError("input_ids holds the mask token at a position infill_mask keeps fixed")
             if gc.max_new_tokens is not None or gc.max_length not in (None, input_ids.shape[1]):
-                raise ValueError("with infill_mask the length is that of input_ids: do not pass max_new_tokens or another max_length")
+                raise ValueError(
+                    "with infill_mask the length is that of input_ids: do not pass max_new_tokens or another max_length"
+                )
             x = torch.where(fixed, input_ids, graph.sample_prior(input_ids.shape, device, generator))
             return x, fixed, attention_mask
         if input_ids is None:
@@ -183,8 +199,20 @@ class DiffusionGenerationMixin:
             from .block_decoding import block_generate
 
             return block_generate(
-                self, input_ids, attention_mask, generation_config, infill_mask, generator, seed, callback, streamer,
-                progress_bar, return_dict_in_generate, output_trajectory, uniform_noise_fn, **kwargs,
+                self,
+                input_ids,
+                attention_mask,
+                generation_config,
+                infill_mask,
+                generator,
+                seed,
+                callback,
+                streamer,
+                progress_bar,
+                return_dict_in_generate,
+                output_trajectory,
+                uniform_noise_fn,
+                **kwargs,
             )
         gc = self._prepare_generation_config(generation_config, kwargs)
         steps = gc.num_inference_steps
@@ -199,8 +227,12 @@ class DiffusionGenerationMixin:
             input_ids = input_ids.to(device)
             if gc.num_return_sequences and gc.num_return_sequences > 1:
                 input_ids = input_ids.repeat_interleave(gc.num_return_sequences, dim=0)
-                attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(gc.num_return_sequences, dim=0)
-                infill_mask = None if infill_mask is None else infill_mask.repeat_interleave(gc.num_return_sequences, dim=0)
+                attention_mask = (
+                    None if attention_mask is None else attention_mask.repeat_interleave(gc.num_return_sequences, dim=0)
+                )
+                infill_mask = (
+                    None if infill_mask is None else infill_mask.repeat_interleave(gc.num_return_sequences, dim=0)
+                )
         x, fixed, attention_mask = self._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
         fixed_ids = x.clone()
         # the transformers streamer contract (TextStreamer, TextDiffusionStreamer): the prompt first,
@@ -225,7 +257,15 @@ class DiffusionGenerationMixin:
 
         def model_output(x, t):
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
-            return _process_output(out, self.model_output_kind, x, self.graph, 1.0 if gc.temperature is None else gc.temperature, gc.top_k, gc.top_p)
+            return _process_output(
+                out,
+                self.model_output_kind,
+                x,
+                self.graph,
+                1.0 if gc.temperature is None else gc.temperature,
+                gc.top_k,
+                gc.top_p,
+            )
 
         nfe, cached, trajectory = 0, None, []
         iterator = range(steps)
@@ -259,7 +299,9 @@ class DiffusionGenerationMixin:
             streamer.end()
         self.last_num_function_evaluations = nfe
         if return_dict_in_generate:
-            return DiffusionGenerateOutput(sequences=x, num_function_evaluations=nfe, trajectory=trajectory if output_trajectory else None)
+            return DiffusionGenerateOutput(
+                sequences=x, num_function_evaluations=nfe, trajectory=trajectory if output_trajectory else None
+            )
         return x
 
     @staticmethod

@@ -42,7 +42,11 @@ def _patch_auto_config_for_official_sedd():
         except ValueError as error:
             if "model_type" not in str(error):
                 raise
-            keep = {k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")}
+            keep = {
+                k: v
+                for k, v in kwargs.items()
+                if k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+            }
             config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **keep)
             if not is_official_sedd_config(config_dict):
                 raise

@@ -88,7 +88,12 @@ class DiffusionConfig(PreTrainedConfig):
         if own:
             config_dict = dict(config_dict)
             vocab = config_dict.get("vocab_size")
-            if "vocab_size" in own and "mask_token_id" not in own and vocab is not None and config_dict.get("mask_token_id") == vocab - 1:
+            if (
+                "vocab_size" in own
+                and "mask_token_id" not in own
+                and vocab is not None
+                and config_dict.get("mask_token_id") == vocab - 1
+            ):
                 config_dict["mask_token_id"] = None  # it was the derived last id: derive it again
             config_dict.update(own)
         return super().from_dict(config_dict, **kwargs)

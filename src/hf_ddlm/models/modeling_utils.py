@@ -24,8 +24,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ..generation.configuration import DiffusionGenerationConfig
 from ..backbones.dit import DiT, EmbeddingLayer, Rotary
+from ..generation.configuration import DiffusionGenerationConfig
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
 from .configuration_utils import DiffusionConfig
 
@@ -105,7 +105,9 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         want_info = kwargs.pop("output_loading_info", False)
         if strict:  # report mis-shaped weights ourselves, by name, with the other problems
             kwargs.setdefault("ignore_mismatched_sizes", True)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
         if strict:
             problems = []
             for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
@@ -115,7 +117,8 @@ class DiffusionPreTrainedModel(PreTrainedModel):
             if problems:
                 raise ValueError(
                     f"loading {pretrained_model_name_or_path} into {cls.__name__} failed strict loading ("
-                    + "; ".join(problems) + ")"
+                    + "; ".join(problems)
+                    + ")"
                 )
         return (model, info) if want_info else model
 
@@ -137,7 +140,9 @@ class DiffusionPreTrainedModel(PreTrainedModel):
             return None
         return importlib.import_module("hf_ddlm.export.hub")
 
-    def save_pretrained(self, save_directory, is_main_process: bool = True, *args, self_contained: bool | None = None, **kwargs):
+    def save_pretrained(
+        self, save_directory, is_main_process: bool = True, *args, self_contained: bool | None = None, **kwargs
+    ):
         """``PreTrainedModel.save_pretrained``, then the folder is made self-contained: the generated
         ``configuration_/generation_/modeling_<model_type>.py``, ``auto_map`` in ``config.json``, the
         sampler in ``generation_config.json`` and a model card ``README.md`` (written unless the folder
@@ -220,9 +225,13 @@ class DiffusionPreTrainedModel(PreTrainedModel):
 
     def _check_attention_mask(self, attention_mask, shape):
         if attention_mask is not None and attention_mask.dim() == 2 and tuple(attention_mask.shape) != tuple(shape):
-            raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {tuple(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must have the shape of input_ids {tuple(shape)}, got {tuple(attention_mask.shape)}"
+            )
         if attention_mask is not None and attention_mask.dim() not in (2, 4):
-            raise ValueError(f"attention_mask must be [batch, length] (or a 4-D boolean mask), got {attention_mask.dim()}-D")
+            raise ValueError(
+                f"attention_mask must be [batch, length] (or a 4-D boolean mask), got {attention_mask.dim()}-D"
+            )
         if attention_mask is not None and attention_mask.dim() == 4:
             batch, length = shape
             b, h, q, k = attention_mask.shape
@@ -263,7 +272,9 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         if labels is not None:
             self._check_ids(labels, "labels", allow_mask=False)
             if input_ids is not None and labels.shape != input_ids.shape:
-                raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                )
         self._check_attention_mask(attention_mask, ref.shape)
         batch_size = ref.shape[0]
 
@@ -332,7 +343,9 @@ class DiffusionPreTrainedModel(PreTrainedModel):
             t = t_min + (1 - t_min) * (k + u) / num_samples
             t = t.clamp(1e-6, 1 - 1e-6)  # sigma(1) is infinite when the schedule has no eps
             loss_mask = labels != -100
-            x_t = torch.where(loss_mask, self.graph.sample_xt(input_ids, self.schedule(t).sigma, generator=generator), input_ids)
+            x_t = torch.where(
+                loss_mask, self.graph.sample_xt(input_ids, self.schedule(t).sigma, generator=generator), input_ids
+            )
             out = self(input_ids=x_t, attention_mask=attention_mask, timesteps=t, labels=labels)
             total += out.loss_per_token.double().sum(-1)
         return (total / num_samples).float()

@@ -172,7 +172,6 @@ class AbsorbingGraph(Graph):
         ratio = 1 / expm1_sigma(_expand(sigma, x_t)).expand_as(x_t)
         return _AbsorbingScoreEntropy.apply(log_score, ratio, x_t, x0, self.mask_token_id)
 
-
     # --- closed forms for x0-parameterised rates (CTMC / tau-LDR); additive -------------------
     def transp_rate(self, x) -> torch.Tensor:
         """Row x of Q: the unit-rate jumps out of each token [..., V] (to the mask at rate 1)."""
@@ -189,6 +188,7 @@ class AbsorbingGraph(Graph):
         masked = (x == self.mask_token_id).unsqueeze(-1)
         out = torch.where(masked, log_p0 - esigm1.log(), -1e6)
         return out.scatter(-1, x.unsqueeze(-1), 0.0)
+
 
 class UniformGraph(Graph):
     """Q = (1 1^T - N I) / N: every token jumps to a uniformly drawn token (itself included).
@@ -248,7 +248,6 @@ class UniformGraph(Graph):
         pos = sexp.mean(dim=-1) - torch.gather(sexp, -1, x_t.unsqueeze(-1)).squeeze(-1) / n
         return pos - neg + const
 
-
     # --- closed forms for x0-parameterised rates (CTMC / tau-LDR); additive -------------------
     def transp_rate(self, x) -> torch.Tensor:
         """Row x of Q: every other token at rate 1/N, -(N-1)/N at x [..., V]."""
@@ -270,6 +269,7 @@ class UniformGraph(Graph):
         stay = -torch.expm1(log_px.clamp_max(0)) + log_px.exp() * esigm1 / (n + esigm1)
         ratio = stay + log_p0.exp() * (n / esigm1)
         return ratio.log().scatter(-1, x.unsqueeze(-1), 0.0)
+
 
 GRAPHS: dict[str, type[Graph]] = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
 GRAPH_ALIASES = {"absorb": "absorbing"}

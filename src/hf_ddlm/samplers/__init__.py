@@ -1,10 +1,10 @@
 from .ancestral import AncestralSampler
-from .block_ancestral import BlockAncestralSampler
 from .base import SAMPLERS, Sampler, SamplerOutput, get_sampler, register_sampler
+from .block_ancestral import BlockAncestralSampler
 from .categorical import filter_logits, sample_categorical
-from .metropolis_hastings import MetropolisHastingsSampler
-from .first_hitting import FirstHittingSampler, official_nucleus
 from .d3pm_ancestral import D3PMAncestralSampler
+from .first_hitting import FirstHittingSampler, official_nucleus
+from .metropolis_hastings import MetropolisHastingsSampler
 from .predictor_corrector import PredictorCorrectorSampler
 from .sedd import AnalyticSampler, EulerSampler, tweedie_denoise
 from .tau_leaping import CTMCEulerSampler, TauLeapingSampler

@@ -79,4 +79,3 @@ class AncestralSampler(Sampler):
         rows = unmasked.nonzero(as_tuple=True)
         p_x0[(*rows, x_t[rows])] = 1.0
         return p_x0
-

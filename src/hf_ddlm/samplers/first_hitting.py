@@ -56,7 +56,9 @@ class FirstHittingSampler(Sampler):
         if not graph.absorbing:
             raise ValueError("the first-hitting sampler needs an absorbing graph")
         if not isinstance(schedule, LogLinearSchedule):
-            raise ValueError("the first-hitting time s = t u^(1/n) needs a mask probability proportional to t (loglinear)")
+            raise ValueError(
+                "the first-hitting time s = t u^(1/n) needs a mask probability proportional to t (loglinear)"
+            )
         self.nucleus_p = check_nucleus_p(nucleus_p)
 
     def next_time(self, t: torch.Tensor, x_t: torch.Tensor, generator=None) -> torch.Tensor:
@@ -78,7 +80,9 @@ class FirstHittingSampler(Sampler):
         float64 as the official code) and writes it; rows without a masked token are unchanged."""
         probs = official_nucleus(log_probs.double().exp(), self.nucleus_p)
         token = sample_categorical(probs, generator, uniform_noise)
-        reveal = torch.zeros_like(x_t, dtype=torch.bool).scatter(-1, positions, True) & (x_t == self.graph.mask_token_id)
+        reveal = torch.zeros_like(x_t, dtype=torch.bool).scatter(-1, positions, True) & (
+            x_t == self.graph.mask_token_id
+        )
         return SamplerOutput(torch.where(reveal, token[:, None], x_t), probs)
 
     def step(self, model_output, x_t, t, s, generator=None, uniform_noise=None):

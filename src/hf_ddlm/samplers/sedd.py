@@ -22,11 +22,15 @@ class EulerSampler(Sampler):
 
         def weights():
             rate = step_rate[:, None, None] * self.graph.reverse_rate(x_t, model_output.exp())
-            return rate.scatter_add_(-1, x_t.unsqueeze(-1), torch.ones_like(x_t, dtype=rate.dtype).unsqueeze(-1))  # onehot(x_t) + rate
+            return rate.scatter_add_(
+                -1, x_t.unsqueeze(-1), torch.ones_like(x_t, dtype=rate.dtype).unsqueeze(-1)
+            )  # onehot(x_t) + rate
 
         if self.graph.absorbing and uniform_noise is None:
             # masked row: weight c s_y on y != M and 1 - c sum_y s_y on M (c = (t - s) dsigma)
-            return LazyProbsOutput(_reveal_absorbing(model_output, x_t, self.graph.mask_token_id, step_rate, False, generator), weights)
+            return LazyProbsOutput(
+                _reveal_absorbing(model_output, x_t, self.graph.mask_token_id, step_rate, False, generator), weights
+            )
         probs = weights()
         return SamplerOutput(_race(self.graph, probs, x_t, generator, uniform_noise), probs)
 
@@ -52,7 +56,12 @@ class AnalyticSampler(Sampler):
 
         if self.graph.absorbing and uniform_noise is None:
             # masked row: weight (e^dsigma - 1) s_y on y != M and s_M - (e^dsigma - 1) sum_y s_y on M
-            return LazyProbsOutput(_reveal_absorbing(model_output, x_t, self.graph.mask_token_id, torch.expm1(dsigma[:, 0]), True, generator), weights)
+            return LazyProbsOutput(
+                _reveal_absorbing(
+                    model_output, x_t, self.graph.mask_token_id, torch.expm1(dsigma[:, 0]), True, generator
+                ),
+                weights,
+            )
         probs = weights()
         return SamplerOutput(_race(self.graph, probs, x_t, generator, uniform_noise), probs)
 

@@ -52,15 +52,23 @@ class BD3LMConfig(DiffusionConfig):
         if self.graph != "absorbing":
             raise ValueError("BD3-LM is defined for the absorbing graph only (graph='absorbing')")
         if self.noise_schedule != "loglinear":
-            raise ValueError(f"BD3-LM uses the log-linear schedule (noise_schedule='loglinear'), got {self.noise_schedule!r}")
+            raise ValueError(
+                f"BD3-LM uses the log-linear schedule (noise_schedule='loglinear'), got {self.noise_schedule!r}"
+            )
         length = self.max_position_embeddings
-        if not isinstance(self.block_size, int) or isinstance(self.block_size, bool) or not 1 <= self.block_size <= length:
+        if (
+            not isinstance(self.block_size, int)
+            or isinstance(self.block_size, bool)
+            or not 1 <= self.block_size <= length
+        ):
             raise ValueError(f"block_size must be an integer in [1, model length = {length}], got {self.block_size!r}")
         if length % self.block_size:
             raise ValueError(f"the model length ({length}) must be a multiple of block_size ({self.block_size})")
         beta, omega = self.sampling_eps_min, self.sampling_eps_max
         if not (0.0 < beta <= 1.0 and 0.0 < omega <= 1.0):
-            raise ValueError(f"the clipped noise range [sampling_eps_min, sampling_eps_max] must lie in (0, 1], got [{beta}, {omega}]")
+            raise ValueError(
+                f"the clipped noise range [sampling_eps_min, sampling_eps_max] must lie in (0, 1], got [{beta}, {omega}]"
+            )
         if beta > omega:
             raise ValueError(f"sampling_eps_min ({beta}) must not exceed sampling_eps_max ({omega})")
         if self.attn_backend not in ATTN_BACKENDS:
@@ -75,7 +83,9 @@ class BD3LMConfig(DiffusionConfig):
 
 def is_official_bd3lm_config(config_dict: dict) -> bool:
     """The ``kuleshov-group/bd3lm-*`` layout: remote-code ``auto_map`` and the ``cross_attn`` key."""
-    return config_dict.get("model_type") == "bd3lm" and ("cross_attn" in config_dict or config_dict.get("architectures") == ["BD3LM"])
+    return config_dict.get("model_type") == "bd3lm" and (
+        "cross_attn" in config_dict or config_dict.get("architectures") == ["BD3LM"]
+    )
 
 
 def official_bd3lm_config_to_dict(official: dict) -> dict:
@@ -87,7 +97,9 @@ def official_bd3lm_config_to_dict(official: dict) -> dict:
     # non-causal adaLN DiT. A missing key takes the official default (the Hub bs4 copy has no adaln).
     for key, required in (("cross_attn", True), ("adaln", True), ("causal", False)):
         if config.pop(key, required) != required:
-            raise ValueError(f"official BD3-LM config: {key}={official[key]!r} is not supported (only {key}={required})")
+            raise ValueError(
+                f"official BD3-LM config: {key}={official[key]!r} is not supported (only {key}={required})"
+            )
     for key in ("auto_map", "return_dict", "architectures"):
         config.pop(key, None)
     return config

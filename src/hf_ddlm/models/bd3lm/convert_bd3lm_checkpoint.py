@@ -22,12 +22,16 @@ GPT2_VOCAB_WITH_MASK = 50258
 GPT2_EOS = 50256  # GPT-2's <|endoftext|>, used as both BOS and EOS by the official data pipeline
 
 
-def convert_bd3lm_checkpoint(source, destination, nucleus_p: float = 0.9, **from_pretrained_kwargs) -> BD3LMForDiffusionLM:
+def convert_bd3lm_checkpoint(
+    source, destination, nucleus_p: float = 0.9, **from_pretrained_kwargs
+) -> BD3LMForDiffusionLM:
     model = BD3LMForDiffusionLM.from_pretrained(source, **from_pretrained_kwargs)
     special = {}
     if model.config.vocab_size == GPT2_VOCAB_WITH_MASK:
         special = dict(bos_token_id=GPT2_EOS, eos_token_id=GPT2_EOS, pad_token_id=GPT2_EOS)
-    model.generation_config = DiffusionGenerationConfig(sampler="first_hitting", sampler_kwargs={"nucleus_p": nucleus_p}, **special)
+    model.generation_config = DiffusionGenerationConfig(
+        sampler="first_hitting", sampler_kwargs={"nucleus_p": nucleus_p}, **special
+    )
     model.config.architectures = [type(model).__name__]
     model.save_pretrained(destination)
     return model

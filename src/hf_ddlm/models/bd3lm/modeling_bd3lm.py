@@ -101,7 +101,10 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
                 self.sampling_eps_max.fill_(self.config.sampling_eps_max)
             state_dict = kwargs.get("state_dict")
             if state_dict is not None and "sampling_eps_min" in state_dict:
-                state_dict["sampling_eps_min"], state_dict["sampling_eps_max"] = self.sampling_eps_min, self.sampling_eps_max
+                state_dict["sampling_eps_min"], state_dict["sampling_eps_max"] = (
+                    self.sampling_eps_min,
+                    self.sampling_eps_max,
+                )
         return super().save_pretrained(*args, **kwargs)
 
     # --- time and conditioning ----------------------------------------------------------------
@@ -197,7 +200,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
             out = self._sampling_forward(input_ids, attention_mask, timesteps, position_ids, cache, output_positions)
         else:
             if cache is not None or position_ids is not None or output_positions is not None:
-                raise ValueError("cache and position_ids are for sampling mode (no labels); training uses positions 0..L-1")
+                raise ValueError(
+                    "cache and position_ids are for sampling mode (no labels); training uses positions 0..L-1"
+                )
             out = self._training_forward(input_ids, attention_mask, timesteps, labels, generator, num_items_in_batch)
         return out.to_tuple() if return_dict is False else out
 
@@ -206,7 +211,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         if input_ids is not None:
             self._check_ids(input_ids, "input_ids")
             if labels.shape != input_ids.shape:
-                raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                )
         self._check_attention_mask(attention_mask, labels.shape)
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError("attention_mask must be a [batch, length] padding mask (BD3-LM builds its own block mask)")
@@ -240,7 +247,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         x0_safe = torch.where(loss_mask, x0, x_t)
         per_token = block_nelbo(log_probs, x0_safe, t, self.config.noise_eps) * loss_mask
         loss = reduce_loss(per_token, loss_mask, self.config.loss_reduction, num_items_in_batch)
-        return DiffusionLMOutput(loss=loss, logits=log_probs, loss_per_token=per_token, timesteps=t, noisy_input_ids=x_t)
+        return DiffusionLMOutput(
+            loss=loss, logits=log_probs, loss_per_token=per_token, timesteps=t, noisy_input_ids=x_t
+        )
 
     def _sampling_forward(self, input_ids, attention_mask, timesteps, position_ids, cache, output_positions=None):
         if input_ids is None:
@@ -252,12 +261,16 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         elif self.config.time_conditioning:
             raise ValueError("a time-conditioned model needs timesteps in sampling mode")
         if cache is not None and (attention_mask is not None or position_ids is not None):
-            raise ValueError("with a cache, padding and positions come from the cache (pass key_mask to cache.commit())")
+            raise ValueError(
+                "with a cache, padding and positions come from the cache (pass key_mask to cache.commit())"
+            )
         self._check_attention_mask(attention_mask, input_ids.shape)
         log_probs = self.denoise_block(input_ids, t, cache, attention_mask, position_ids, output_positions)
         return DiffusionLMOutput(logits=log_probs, timesteps=t, noisy_input_ids=input_ids)
 
-    def denoise_block(self, input_ids, timesteps=None, cache=None, attention_mask=None, position_ids=None, output_positions=None):
+    def denoise_block(
+        self, input_ids, timesteps=None, cache=None, attention_mask=None, position_ids=None, output_positions=None
+    ):
         """SUBS log p_theta(x0 | x) of sampling mode, without input checks (the decoding loop's
         entry point; ``forward`` checks and wraps it): block-causal attention over ``input_ids``
         (``attention_mask`` [B, n] marks padding), or the new tokens after a ``cache`` view."""
@@ -270,7 +283,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         if cache is not None:
             mask = cache.attention_mask(n, batch_size, device)
             positions = cache.position_ids(n, device)
-            hidden = self.backbone(input_ids, sigma, mask, positions, kv_caches=cache.layers, output_positions=output_positions)
+            hidden = self.backbone(
+                input_ids, sigma, mask, positions, kv_caches=cache.layers, output_positions=output_positions
+            )
             cache.close(n)
         else:
             mask_fn = block_causal_mask(self.config.block_size)

@@ -24,5 +24,7 @@ class MDLMConfig(DiffusionConfig):
     def from_dict(cls, config_dict, **kwargs):
         if config_dict.get("architectures") == ["MDLM"] and "auto_map" in config_dict:
             # the kuleshov-group/mdlm-owt layout: its remote code is replaced by ours
-            config_dict = {k: v for k, v in config_dict.items() if k not in ("auto_map", "return_dict", "architectures")}
+            config_dict = {
+                k: v for k, v in config_dict.items() if k not in ("auto_map", "return_dict", "architectures")
+            }
         return super().from_dict(config_dict, **kwargs)

@@ -45,7 +45,9 @@ def convert_official_mdlm(src_dir, dst_dir, overwrite: bool = False):
         raise ValueError(f"src_dir {src} is not a folder")
     official = read_json(src / "config.json", "src_dir")
     if official.get("model_type") != "mdlm":
-        raise ValueError(f"src_dir: {src / 'config.json'} is not an MDLM config (model_type must be 'mdlm', got {official.get('model_type')!r})")
+        raise ValueError(
+            f"src_dir: {src / 'config.json'} is not an MDLM config (model_type must be 'mdlm', got {official.get('model_type')!r})"
+        )
     config = MDLMConfig.from_dict({k: v for k, v in official.items() if k not in _REMOTE_CODE_FIELDS})
     config.architectures = [MDLMForDiffusionLM.__name__]
     state = load_weights(src)

@@ -37,7 +37,13 @@ from .modeling_sedd import SEDDForDiffusionLM
 # run_sample.py, the official sampling script: analytic (Tweedie) tau-leaping, 1024 steps down to
 # eps = 1e-5, then the denoiser. (The checkpoint's own ``sampling`` block, euler / 128 steps, only
 # configures the snapshots drawn during training.)
-PUBLISHED_GENERATION_CONFIG = {"sampler": "analytic", "sampler_kwargs": {}, "num_inference_steps": 1024, "t_min": 1e-5, "noise_removal": True}
+PUBLISHED_GENERATION_CONFIG = {
+    "sampler": "analytic",
+    "sampler_kwargs": {},
+    "num_inference_steps": 1024,
+    "t_min": 1e-5,
+    "noise_removal": True,
+}
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -63,7 +69,9 @@ def load_weights(src_dir: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"src_dir: {path} must hold a flat state dict of tensors (a training checkpoint is not supported)")
+            raise ValueError(
+                f"src_dir: {path} must hold a flat state dict of tensors (a training checkpoint is not supported)"
+            )
         return dict(state)
     raise ValueError(f"src_dir: found none of {', '.join(WEIGHT_FILES)} in {src_dir}")
 
@@ -77,7 +85,7 @@ def check_state_dict(state: dict[str, torch.Tensor], model_class, config, strip_
     expected = {k: tuple(v.shape) for k, v in reference.items()}
 
     def show(key):
-        return key[len(strip_prefix):] if strip_prefix and key.startswith(strip_prefix) else key
+        return key[len(strip_prefix) :] if strip_prefix and key.startswith(strip_prefix) else key
 
     problems = []
     missing = sorted(show(k) for k in expected.keys() - state.keys())
@@ -88,14 +96,21 @@ def check_state_dict(state: dict[str, torch.Tensor], model_class, config, strip_
         if tuple(state[k].shape) != expected[k]
     )
     not_float = sorted(show(k) for k in state if k in expected and not state[k].is_floating_point())
-    for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mismatched shapes", mismatched), ("non-float tensors", not_float)):
+    for kind, keys in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("mismatched shapes", mismatched),
+        ("non-float tensors", not_float),
+    ):
         if keys:
             problems.append(f"{kind}: {', '.join(keys)}")
     if problems:
         raise ValueError(f"the checkpoint does not fit {model_class.__name__}: " + "; ".join(problems))
 
 
-def write_checkpoint(dst_dir, config, state: dict[str, torch.Tensor], generation_config, overwrite: bool = False) -> Path:
+def write_checkpoint(
+    dst_dir, config, state: dict[str, torch.Tensor], generation_config, overwrite: bool = False
+) -> Path:
     """Write config.json, model.safetensors and generation_config.json into ``dst_dir`` atomically:
     everything goes to a temporary sibling folder that is renamed into place once complete, so an
     interrupted conversion never leaves a half-written checkpoint behind."""
@@ -109,7 +124,11 @@ def write_checkpoint(dst_dir, config, state: dict[str, torch.Tensor], generation
     try:
         config.save_pretrained(tmp)
         # contiguous, unshared tensors: what safetensors requires
-        save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"})
+        save_file(
+            {k: v.detach().contiguous().clone() for k, v in state.items()},
+            tmp / "model.safetensors",
+            metadata={"format": "pt"},
+        )
         generation_config.save_pretrained(tmp)
         # self-contained like every save_pretrained folder. The code and card need the classes, config
         # and generation config only, so the model is built on the meta device (the weights, checked
