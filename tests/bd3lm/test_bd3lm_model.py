@@ -103,7 +103,7 @@ def test_output_of_a_block_ignores_later_blocks_and_noisy_earlier_blocks():
 # --- time sampling ----------------------------------------------------------------------------
 def test_one_t_per_block_stratified_over_batch_and_blocks():
     model = tiny_bd3lm(sampling_eps_min=0.3, sampling_eps_max=0.8)
-    t = model.sample_block_times(5, 4, generator=torch.Generator().manual_seed(0))
+    t = model.time_sampler(5, num_blocks=4, generator=torch.Generator().manual_seed(0))
     assert t.shape == (5, 4) and ((t >= 0.3) & (t <= 0.8)).all()
     cells = ((t - 0.3) / 0.5 * 20).floor().long().flatten()
     assert sorted(cells.tolist()) == list(range(20))  # one draw in each of the B x blocks strata

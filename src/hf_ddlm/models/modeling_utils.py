@@ -2,22 +2,22 @@
 
 ``forward`` follows one data flow for every method (architecture.md, section 3.3):
 
-1. ``timesteps`` given: ``input_ids`` is the noisy state x_t and the loss (if ``labels``) is
-   deterministic. Otherwise, with ``labels``, t is drawn by the time sampler and x_t by the graph;
-   positions whose label is -100 keep their ``input_ids`` token clean (padding, or a prompt).
-2. level = schedule(t); the backbone sees sigma (or zeros when the model is not time-conditioned).
-3. the method's parameterization turns backbone logits into its native output (``logits``).
-4. the method's objective gives a per-token loss, reduced by ``config.loss_reduction``.
+1. with ``labels`` (x0), the method's ``prepare_noisy_inputs`` draws t and x_t (positions whose
+   label is -100 keep their ``input_ids`` token clean: padding, or a prompt); with ``timesteps``,
+   ``input_ids`` is the noisy state x_t and the loss is deterministic (``noisy_inputs_from``);
+2. level = schedule(t); ``run_backbone`` feeds the network (sigma, or zeros when the model is not
+   time-conditioned);
+3. ``parameterize`` turns backbone logits into the method's native output (``logits``);
+4. ``loss_per_token`` gives the method's per-token objective, reduced by ``config.loss_reduction``.
 
+Without ``labels`` the model is a denoiser at a given time (``denoise``), as the samplers call it.
 A method is a subclass that sets the graph, schedule and time sampler and implements
-``parameterize`` and ``loss_per_token``.
+``parameterize`` and ``loss_per_token``; it overrides the other hooks only where it differs.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel
@@ -26,8 +26,12 @@ from transformers.utils import ModelOutput
 
 from ..backbones.dit import DiT, EmbeddingLayer, Rotary
 from ..generation.configuration import DiffusionGenerationConfig
+from ..likelihood import LikelihoodMixin
+from ..objectives.reduction import reduce_loss
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
 from .configuration_utils import DiffusionConfig
+from .loading import StrictLoadingMixin
+from .saving import SelfContainedSavingMixin
 
 
 @dataclass
@@ -41,23 +45,29 @@ class DiffusionLMOutput(ModelOutput):
     noisy_input_ids: torch.LongTensor | None = None
 
 
-def reduce_loss(loss_per_token, loss_mask, reduction, num_items_in_batch=None):
-    """``token_mean``: sum / number of loss tokens (or ``num_items_in_batch`` under gradient
-    accumulation). ``sequence_sum``: per-sequence sum, then the batch mean (SEDD's official loss)."""
-    masked = loss_per_token * loss_mask
-    if reduction == "sequence_sum":
-        return masked.sum(-1).mean()
-    denom = num_items_in_batch if num_items_in_batch is not None else loss_mask.sum()
-    if torch.is_tensor(denom):
-        denom = denom.to(masked.device)
-    return masked.sum() / denom
+@dataclass
+class NoisyInputs:
+    """One training draw (or a given x_t): what the network sees and where the loss is read.
+
+    ``timesteps`` is [B], or [B, L] when t varies along the sequence (BD3-LM's blocks), or None
+    for a method without time (CSM). ``x_t`` is the state the output and loss refer to and ``x0``
+    the clean tokens; ``network_input`` what the backbone is fed when that is more rows than x_t
+    (CSM's neighbours). ``extras`` carries what a method's loss needs besides.
+    """
+
+    timesteps: torch.Tensor | None
+    x_t: torch.LongTensor
+    x0: torch.LongTensor
+    loss_mask: torch.BoolTensor
+    network_input: torch.LongTensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def backbone_input(self) -> torch.LongTensor:
+        return self.x_t if self.network_input is None else self.network_input
 
 
-# keywords of save_pretrained(push_to_hub=True) / push_to_hub that go to the upload
-_HUB_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "revision", "create_pr")
-
-
-class DiffusionPreTrainedModel(PreTrainedModel):
+class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContainedSavingMixin, PreTrainedModel):
     config_class = DiffusionConfig
     base_model_prefix = "backbone"
     main_input_name = "input_ids"
@@ -67,13 +77,16 @@ class DiffusionPreTrainedModel(PreTrainedModel):
     is_causal = False
     # PreTrainedModel's own attribute would shadow the mixin's, which comes later in the MRO
     generation_config_class = DiffusionGenerationConfig
+    # a cap on the sigma a time-conditioned backbone sees (None: none), so t = 1 embeds finitely
+    max_conditioning_sigma: float | None = None
+    # False for a method without a forward process (CSM): timesteps are then ignored
+    uses_time = True
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
         self.backbone = DiT(config)
         self.graph = get_graph(config.graph, config.vocab_size)
         self.schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
-        self.time_sampler = TimeSampler(config.sampling_eps, config.antithetic_sampling)
         # Trainer passes num_items_in_batch only to models that normalise by it; a per-sequence sum
         # cannot be, so the Trainer then averages over accumulation steps itself.
         self.accepts_loss_kwargs = config.loss_reduction == "token_mean"
@@ -83,8 +96,8 @@ class DiffusionPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         # Official DiT init: zero adaLN and output head (the model starts at a uniform p0);
-        # every other Linear keeps PyTorch's default init from its construction. Buffers are refilled here because from_pretrained
-        # builds the model on the meta device.
+        # every other Linear keeps PyTorch's default init from its construction. Buffers are
+        # refilled here because from_pretrained builds the model on the meta device.
         if isinstance(module, Rotary):
             init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
         elif isinstance(module, EmbeddingLayer):
@@ -97,91 +110,6 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         elif hasattr(module, "weight") and module.__class__.__name__ == "LayerNorm":
             init.ones_(module.weight)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
-        """``PreTrainedModel.from_pretrained``, strict by default: a missing, unexpected or
-        mis-shaped weight raises an error that names it (official checkpoints included; pass
-        ``strict=False`` to get transformers' warnings instead)."""
-        want_info = kwargs.pop("output_loading_info", False)
-        if strict:  # report mis-shaped weights ourselves, by name, with the other problems
-            kwargs.setdefault("ignore_mismatched_sizes", True)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
-        if strict:
-            problems = []
-            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
-                found = sorted(str(k) for k in info.get(kind, ()) or ())
-                if found:
-                    problems.append(f"{kind.replace('_', ' ')}: {', '.join(found)}")
-            if problems:
-                raise ValueError(
-                    f"loading {pretrained_model_name_or_path} into {cls.__name__} failed strict loading ("
-                    + "; ".join(problems)
-                    + ")"
-                )
-        return (model, info) if want_info else model
-
-    # --- saving: every folder is a self-contained Hub folder -----------------------------------
-    def _exporter(self, self_contained):
-        """``hf_ddlm.export.hub`` when this save should write the self-contained code, else None.
-
-        Only hf_ddlm's own classes can be flattened. The exported copy of this file (which runs as
-        ``transformers_modules.*`` with no hf_ddlm) saves like any remote-code model: transformers
-        copies its code files. The exporter is imported by name, not with an import statement, so
-        that the flattener does not pull it into the exported files."""
-        if self_contained is False:
-            return None
-        if not type(self).__module__.startswith("hf_ddlm."):
-            if self_contained:
-                raise ValueError(
-                    f"self_contained=True needs an hf_ddlm model class, got {type(self).__module__}.{type(self).__name__}"
-                )
-            return None
-        return importlib.import_module("hf_ddlm.export.hub")
-
-    def save_pretrained(
-        self, save_directory, is_main_process: bool = True, *args, self_contained: bool | None = None, **kwargs
-    ):
-        """``PreTrainedModel.save_pretrained``, then the folder is made self-contained: the generated
-        ``configuration_/generation_/modeling_<model_type>.py``, ``auto_map`` in ``config.json``, the
-        sampler in ``generation_config.json`` and a model card ``README.md`` (written unless the folder
-        holds a README that hf_ddlm did not generate), so that it loads with transformers alone
-        (``trust_remote_code=True``). With hf_ddlm installed, loading without ``trust_remote_code``
-        still builds the library's classes. ``self_contained=False`` writes the plain transformers
-        folder. ``push_to_hub=True`` uploads after the code is written."""
-        exporter = self._exporter(self_contained)
-        if exporter is None:
-            return super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
-        # the rank that writes (transformers' rule); under FSDP the others may hold no full weights
-        dist = torch.distributed
-        writes = is_main_process and not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
-        if writes:  # before anything is written: meta weights hold no values (unless a state_dict is given)
-            exporter.check_exportable(self, weights=kwargs.get("state_dict", args[0] if args else None) is None)
-        push = kwargs.pop("push_to_hub", False)
-        hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
-        if not writes:
-            return None
-        exporter.add_remote_code(self, save_directory, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
-        if push:
-            hub_kwargs.setdefault("repo_id", Path(save_directory).name)  # transformers' default
-            exporter.upload_folder(save_directory, token=kwargs.get("token"), **hub_kwargs)
-        return None
-
-    def push_to_hub(self, repo_id: str, *, self_contained: bool | None = None, **kwargs):
-        """``PreTrainedModel.push_to_hub`` that uploads the self-contained folder of
-        :meth:`save_pretrained` with its model card (transformers' own would replace the card with a
-        generic one). Takes the same keywords: ``commit_message``, ``commit_description``,
-        ``private``, ``token``, ``revision``, ``create_pr``, ``max_shard_size``, ``tags``."""
-        exporter = self._exporter(self_contained)
-        if exporter is None:
-            return super().push_to_hub(repo_id, **kwargs)
-        unknown = set(kwargs) - set(_HUB_KWARGS) - {"token", "max_shard_size", "tags"}
-        if unknown:
-            raise TypeError(f"push_to_hub got unexpected keyword arguments {sorted(unknown)}")
-        return exporter.push_to_hub(self, repo_id, **kwargs)
-
     def get_input_embeddings(self):
         return self.backbone.vocab_embed
 
@@ -189,16 +117,67 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         return self.backbone.output_layer.linear
 
     # --- method hooks -------------------------------------------------------------------------
-    def parameterize(self, logits, x_t, level: NoiseLevel):
+    def parameterize(self, logits: torch.Tensor, x_t: torch.LongTensor, level: NoiseLevel | None) -> torch.Tensor:
+        """Backbone logits -> the method's native output (``DiffusionLMOutput.logits``)."""
         raise NotImplementedError
 
-    def loss_per_token(self, output, x0, x_t, level: NoiseLevel):
+    def loss_per_token(self, output, x0, x_t, level: NoiseLevel | None, noisy: NoisyInputs) -> torch.Tensor:
+        """The method's objective per token [B, L] (unreduced; positions outside the loss are
+        multiplied by zero afterwards, and x0 there is replaced by x_t so it is a valid id)."""
         raise NotImplementedError
 
-    def backbone_conditioning(self, level: NoiseLevel):
-        if self.config.time_conditioning:
-            return level.sigma
-        return torch.zeros_like(level.sigma)
+    def backbone_conditioning(self, level: NoiseLevel) -> torch.Tensor:
+        """What the backbone's adaLN embeds: sigma(t) (capped at ``max_conditioning_sigma``), or
+        zeros for a model that is not time-conditioned (MDLM: its output then depends on x_t only)."""
+        if not self.config.time_conditioning:
+            return torch.zeros_like(level.sigma)
+        if self.max_conditioning_sigma is not None:
+            return level.sigma.clamp_max(self.max_conditioning_sigma)
+        return level.sigma
+
+    @property
+    def time_sampler(self) -> TimeSampler:
+        """Draws the training t; built from the config, so a changed range takes effect."""
+        return TimeSampler(self.config.sampling_eps, self.config.antithetic_sampling)
+
+    def draw_timesteps(self, x0, generator=None) -> torch.Tensor:
+        """The training t: [B] (or [B, L] for a method with t per position)."""
+        return self.time_sampler(x0.shape[0], device=x0.device, generator=generator)
+
+    def prepare_noisy_inputs(self, x0, loss_mask, generator=None) -> NoisyInputs:
+        """A training draw: t from the time sampler, x_t ~ q_t(. | x0); positions outside the loss
+        are conditioning and stay clean."""
+        t = self.draw_timesteps(x0, generator)
+        x_t = self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator)
+        return NoisyInputs(timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask)
+
+    def noisy_inputs_from(self, input_ids, timesteps, x0, loss_mask) -> NoisyInputs:
+        """A given noisy state: ``input_ids`` is x_t at ``timesteps``."""
+        t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
+        return NoisyInputs(timesteps=t, x_t=input_ids, x0=x0, loss_mask=loss_mask)
+
+    def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
+        """Checks a method adds for a labelled batch (after the shared ones)."""
+
+    def run_backbone(self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, **kwargs):
+        return self.backbone(noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids)
+
+    def denoise(self, input_ids, timesteps, attention_mask=None, position_ids=None, **kwargs):
+        """Sampling mode (no labels): the native output at ``input_ids`` = x_t and time ``timesteps``.
+        Returns ``(logits, t)``."""
+        if timesteps is None:
+            raise ValueError("timesteps is required when labels are not given (input_ids is then x_t)")
+        t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
+        level = self.schedule(t)
+        hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids)
+        return self.parameterize(hidden, input_ids, level), t
+
+    def loss_positions(self, labels, attention_mask) -> torch.BoolTensor:
+        """Where the loss is read: labelled (!= -100) and not padding."""
+        loss_mask = labels != -100
+        if attention_mask is not None and attention_mask.dim() == 2:
+            loss_mask = loss_mask & attention_mask.bool()
+        return loss_mask
 
     # --- input checks -------------------------------------------------------------------------
     def _check_ids(self, ids, name, allow_mask=True):
@@ -224,22 +203,38 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         return timesteps
 
     def _check_attention_mask(self, attention_mask, shape):
-        if attention_mask is not None and attention_mask.dim() == 2 and tuple(attention_mask.shape) != tuple(shape):
+        if attention_mask is None:
+            return
+        if attention_mask.dim() == 2 and tuple(attention_mask.shape) != tuple(shape):
             raise ValueError(
                 f"attention_mask must have the shape of input_ids {tuple(shape)}, got {tuple(attention_mask.shape)}"
             )
-        if attention_mask is not None and attention_mask.dim() not in (2, 4):
+        if attention_mask.dim() not in (2, 4):
             raise ValueError(
                 f"attention_mask must be [batch, length] (or a 4-D boolean mask), got {attention_mask.dim()}-D"
             )
-        if attention_mask is not None and attention_mask.dim() == 4:
+        if attention_mask.dim() == 4:
             batch, length = shape
             b, h, q, k = attention_mask.shape
-            if b not in (1, batch) or h not in (1, self.config.num_attention_heads) or (q, k) != (length, length):
+            heads = self.config.num_attention_heads
+            if b not in (1, batch) or h not in (1, heads) or (q, k) != (length, length):
                 raise ValueError(
                     f"a 4-D attention_mask must be [batch or 1, heads or 1, length, length] = "
-                    f"[{batch} or 1, {self.config.num_attention_heads} or 1, {length}, {length}], got {tuple(attention_mask.shape)}"
+                    f"[{batch} or 1, {heads} or 1, {length}, {length}], got {tuple(attention_mask.shape)}"
                 )
+
+    def _check_inputs(self, input_ids, labels, attention_mask, allow_mask_in_labels=False):
+        if input_ids is None and labels is None:
+            raise ValueError("forward needs input_ids (the noisy state) or labels (the clean tokens)")
+        if input_ids is not None:
+            self._check_ids(input_ids, "input_ids")
+        if labels is not None:
+            self._check_ids(labels, "labels", allow_mask=allow_mask_in_labels)
+            if input_ids is not None and labels.shape != input_ids.shape:
+                raise ValueError(
+                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                )
+        self._check_attention_mask(attention_mask, (input_ids if input_ids is not None else labels).shape)
 
     # --- the shared forward -------------------------------------------------------------------
     def forward(
@@ -264,88 +259,34 @@ class DiffusionPreTrainedModel(PreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             The clean tokens x0; -100 marks positions that carry no loss and stay un-noised.
         """
-        if input_ids is None and labels is None:
-            raise ValueError("forward needs input_ids (the noisy state) or labels (the clean tokens)")
-        ref = input_ids if input_ids is not None else labels
-        if input_ids is not None:
-            self._check_ids(input_ids, "input_ids")
-        if labels is not None:
-            self._check_ids(labels, "labels", allow_mask=False)
-            if input_ids is not None and labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-        self._check_attention_mask(attention_mask, ref.shape)
-        batch_size = ref.shape[0]
+        self._check_inputs(input_ids, labels, attention_mask)
+        if labels is None:
+            logits, t = self.denoise(input_ids, timesteps, attention_mask, position_ids, **kwargs)
+            out = DiffusionLMOutput(logits=logits, timesteps=t, noisy_input_ids=input_ids)
+            return out.to_tuple() if return_dict is False else out
 
-        loss_mask = None
-        if labels is not None:
-            loss_mask = labels != -100
-            if attention_mask is not None and attention_mask.dim() == 2:
-                loss_mask = loss_mask & attention_mask.bool()
-            clean = input_ids if input_ids is not None else torch.zeros_like(labels)
-            x0 = torch.where(labels != -100, labels, clean)
-        if timesteps is None:
-            if labels is None:
-                raise ValueError("timesteps is required when labels are not given (input_ids is then x_t)")
-            t = self.time_sampler(batch_size, device=ref.device, generator=generator)
-            x_t = self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator)
-            x_t = torch.where(loss_mask, x_t, x0)  # unlabelled positions are conditioning: kept clean
+        self.check_training_inputs(labels, attention_mask, position_ids, **kwargs)
+        loss_mask = self.loss_positions(labels, attention_mask)
+        x0 = torch.where(labels != -100, labels, input_ids if input_ids is not None else torch.zeros_like(labels))
+        if timesteps is None or not self.uses_time:
+            noisy = self.prepare_noisy_inputs(x0, loss_mask, generator)
+        elif input_ids is None:
+            raise ValueError("with timesteps, input_ids (the noisy state x_t) is required")
         else:
-            if input_ids is None:
-                raise ValueError("with timesteps, input_ids (the noisy state x_t) is required")
-            t = self._check_timesteps(timesteps, batch_size, ref.device)
-            x_t = input_ids
+            noisy = self.noisy_inputs_from(input_ids, timesteps, x0, loss_mask)
 
-        level = self.schedule(t)
-        hidden = self.backbone(x_t, self.backbone_conditioning(level), attention_mask, position_ids)
-        logits = self.parameterize(hidden, x_t, level)
+        level = None if noisy.timesteps is None else self.schedule(noisy.timesteps)
+        hidden = self.run_backbone(noisy, level, attention_mask, position_ids, **kwargs)
+        output = self.parameterize(hidden, noisy.backbone_input, level)
+        x_t = noisy.x_t
+        x0_safe = torch.where(noisy.loss_mask, noisy.x0, x_t)
+        per_token = self.loss_per_token(output, x0_safe, x_t, level, noisy) * noisy.loss_mask
+        loss = reduce_loss(per_token, noisy.loss_mask, self.config.loss_reduction, num_items_in_batch)
+        logits = output[: x_t.shape[0]]  # the network may have seen extra rows (CSM's neighbours)
+        out = DiffusionLMOutput(
+            loss=loss, logits=logits, loss_per_token=per_token, timesteps=noisy.timesteps, noisy_input_ids=x_t
+        )
+        return out.to_tuple() if return_dict is False else out
 
-        loss = per_token = None
-        if labels is not None:
-            x0_safe = torch.where(loss_mask, x0, x_t)
-            per_token = self.loss_per_token(logits, x0_safe, x_t, level) * loss_mask
-            loss = reduce_loss(per_token, loss_mask, self.config.loss_reduction, num_items_in_batch)
 
-        out = DiffusionLMOutput(loss=loss, logits=logits, loss_per_token=per_token, timesteps=t, noisy_input_ids=x_t)
-        if return_dict is False:
-            return out.to_tuple()
-        return out
-
-    # --- likelihood ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def negative_elbo(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        num_samples: int = 1,
-        generator: torch.Generator | None = None,
-        t_min: float | None = None,
-    ) -> torch.Tensor:
-        """Monte-Carlo upper bound on -log p(input_ids), in nats, per sequence ([B], float32).
-
-        Averages ``num_samples`` draws of t, stratified over [t_min, 1] (one draw per stratum, so
-        the estimate stays unbiased with lower variance), each with a fresh x_t. Padding
-        (``attention_mask == 0``) is neither noised nor scored. ``t_min`` defaults to the training
-        ``sampling_eps``; 0 integrates the whole of [0, 1].
-        """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self._check_ids(input_ids, "input_ids", allow_mask=False)
-        t_min = self.config.sampling_eps if t_min is None else t_min
-        if not 0.0 <= t_min < 1.0:
-            raise ValueError(f"t_min must be in [0, 1), got {t_min}")
-        b = input_ids.shape[0]
-        labels = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, -100)
-        total = torch.zeros(b, dtype=torch.float64, device=input_ids.device)
-        for k in range(num_samples):
-            u = torch.rand(b, generator=generator, device=input_ids.device)
-            t = t_min + (1 - t_min) * (k + u) / num_samples
-            t = t.clamp(1e-6, 1 - 1e-6)  # sigma(1) is infinite when the schedule has no eps
-            loss_mask = labels != -100
-            x_t = torch.where(
-                loss_mask, self.graph.sample_xt(input_ids, self.schedule(t).sigma, generator=generator), input_ids
-            )
-            out = self(input_ids=x_t, attention_mask=attention_mask, timesteps=t, labels=labels)
-            total += out.loss_per_token.double().sum(-1)
-        return (total / num_samples).float()
+__all__ = ["DiffusionLMOutput", "DiffusionPreTrainedModel", "NoisyInputs", "reduce_loss"]

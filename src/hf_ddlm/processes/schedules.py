@@ -65,6 +65,11 @@ class NoiseSchedule:
     def __call__(self, t: torch.Tensor) -> NoiseLevel:
         return NoiseLevel(sigma=self.total_noise(t), dsigma=self.rate_noise(t))
 
+    def masked_nelbo_weight(self, t: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+        """The weight -alpha'_t / (1 - alpha_t) = dsigma / (e^sigma - 1) of the masked-diffusion
+        NELBO (MDLM eq. 11), in the form the official MDLM code computes it."""
+        return level.dsigma / torch.expm1(level.sigma)
+
     def to_dict(self) -> dict:
         return {}
 
@@ -88,6 +93,13 @@ class LogLinearSchedule(NoiseSchedule):
 
     def rate_noise(self, t):
         return (1 - self.eps) / (1 - (1 - self.eps) * t)
+
+    def masked_nelbo_weight(self, t, level):
+        # eps = 0 (mask probability exactly t): the weight is 1/t in closed form, as bd3lms computes
+        # it; dsigma / expm1(sigma) would be inf / inf at t = 1
+        if self.eps == 0:
+            return 1 / t
+        return super().masked_nelbo_weight(t, level)
 
     def to_dict(self):
         return {"eps": self.eps}

@@ -30,28 +30,11 @@ from ...backbones.attention import (
     with_key_padding,
 )
 from ...generation.mixin import DiffusionGenerationMixin
+from ...objectives import masked_diffusion_nelbo
 from ...parameterizations import subs_log_probs
-from ..modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, reduce_loss
+from ...processes import TimeSampler
+from ..modeling_utils import DiffusionPreTrainedModel, NoisyInputs
 from .configuration_bd3lm import BD3LMConfig
-
-# the official cap on the conditioning sigma: sigma(1) of the eps = 1e-3 log-linear schedule
-SIGMA_MAX = -math.log(1e-3)
-
-
-def block_nelbo(log_probs, x0, t, noise_eps: float = 0.0):
-    """Per-token NELBO [B, L]: -w(t) log p_theta(x0 | x_t), t per token (constant on a block).
-
-    w = -alpha'_t / (1 - alpha_t) (MDLM eq. 11). For BD3-LM's schedule (mask probability t,
-    eps = 0) it is 1/t in closed form, bd3lms' loss scale -1/t (finite at t = 1, where
-    dsigma / expm1(sigma) would be inf / inf). eps > 0 gives MDLM's (1 - eps) / ((1 - eps) t) = 1/t
-    as well, computed as bd3lms' ``mdlm_loss_scale`` does, via sigma.
-    """
-    log_p = torch.gather(log_probs, -1, x0.unsqueeze(-1)).squeeze(-1)
-    if noise_eps == 0:
-        return -log_p / t
-    sigma = -torch.log1p(-(1 - noise_eps) * t)
-    dsigma = (1 - noise_eps) / (1 - (1 - noise_eps) * t)
-    return -log_p * dsigma / torch.expm1(sigma)
 
 
 class BD3LMPreTrainedModel(DiffusionPreTrainedModel):
@@ -74,6 +57,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
     default_sampler = "first_hitting"
     model_output_kind = "log_probs"
     is_block_diffusion = True  # generate() decodes block by block
+    # bd3lms caps the conditioning sigma at sigma(1) of its eps = 1e-3 log-linear noise, so t = 1
+    # (sigma = inf under the eps = 0 masking schedule) embeds finitely
+    max_conditioning_sigma = -math.log(1e-3)
 
     def __init__(self, config: BD3LMConfig):
         super().__init__(config)
@@ -107,25 +93,62 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
                 )
         return super().save_pretrained(*args, **kwargs)
 
-    # --- time and conditioning ----------------------------------------------------------------
-    def sample_block_times(self, batch_size, num_blocks, device=None, generator=None) -> torch.Tensor:
-        """t [B, num_blocks] on [beta, omega]: one draw per block, stratified over the B * num_blocks
-        cells when ``antithetic_sampling`` (bd3lms ``_sample_t``); beta = omega = 1 gives t = 1."""
-        beta, omega = self.config.sampling_eps_min, self.config.sampling_eps_max
-        n = batch_size * num_blocks
-        u = torch.rand(batch_size, num_blocks, device=device, generator=generator)
-        if self.config.antithetic_sampling:
-            u = (u / n + torch.arange(n, device=device).view(batch_size, num_blocks) / n) % 1
-        if beta >= 1 and omega >= 1:
-            return torch.ones_like(u)
-        return beta + (omega - beta) * u
+    # --- forward hooks: one t per block, [x_t; x0] under the block-diffusion mask ----------------
+    @property
+    def time_sampler(self) -> TimeSampler:
+        """t on the clipped range [beta, omega] = [sampling_eps_min, sampling_eps_max], one draw per
+        block, stratified over the B x num_blocks cells when ``antithetic_sampling`` (bd3lms
+        ``_sample_t``); beta = omega = 1 gives t = 1. Read from the config at every draw: var_min
+        training tunes the range."""
+        c = self.config
+        return TimeSampler(c.sampling_eps_min, c.antithetic_sampling, eps_max=c.sampling_eps_max)
 
-    def _conditioning(self, t_first):
-        """The backbone's sigma [B]: zero without time conditioning; else, as the official code,
-        sigma(t) of the first block's t, capped at sigma(1) of the eps = 1e-3 schedule."""
-        if not self.config.time_conditioning:
-            return torch.zeros_like(t_first, dtype=torch.float32)
-        return torch.clamp(-torch.log1p(-t_first.float()), max=SIGMA_MAX)
+    def draw_timesteps(self, x0, generator=None):
+        batch_size, length = x0.shape
+        bs = self.config.block_size
+        t = self.time_sampler(batch_size, device=x0.device, generator=generator, num_blocks=length // bs)
+        return t.repeat_interleave(bs, dim=1)
+
+    def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
+        if position_ids is not None or kwargs.get("cache") is not None or kwargs.get("output_positions") is not None:
+            raise ValueError("cache and position_ids are for sampling mode (no labels); training uses positions 0..L-1")
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError("attention_mask must be a [batch, length] padding mask (BD3-LM builds its own block mask)")
+        self._check_length(labels.shape[1])
+
+    def loss_positions(self, labels, attention_mask):
+        loss_mask = super().loss_positions(labels, attention_mask)
+        if self.config.ignore_bos:  # the official ignore_bos: position 0 is never noised nor scored
+            loss_mask = loss_mask.clone()
+            loss_mask[:, 0] = False
+        return loss_mask
+
+    def noisy_inputs_from(self, input_ids, timesteps, x0, loss_mask):
+        t = self._block_timesteps(timesteps, *input_ids.shape, input_ids.device)
+        x_t = input_ids
+        if self.config.ignore_bos:
+            x_t = x_t.clone()
+            x_t[:, 0] = x0[:, 0]
+        return NoisyInputs(timesteps=t, x_t=x_t, x0=x0, loss_mask=loss_mask)
+
+    def run_backbone(self, noisy, level, attention_mask, position_ids, **kwargs):
+        """Every block's term in one pass (BD3-LM sec. 3.2): the backbone reads [x_t ; x0] (both
+        halves at positions 0..L-1) under ``block_diff_mask``; the output is the x_t half. The
+        conditioning is sigma of the first block's t, as in the official code."""
+        batch_size, length = noisy.x_t.shape
+        device = noisy.x_t.device
+        positions = torch.arange(length, device=device).repeat(2)  # x_t and x0 token l share position l
+        mask = self._training_mask(length, attention_mask, device, batch_size)
+        sigma = self.backbone_conditioning(self.schedule(noisy.timesteps[:, 0]))
+        hidden = self.backbone(torch.cat([noisy.x_t, noisy.x0], dim=1), sigma, mask, positions)
+        return hidden[:, :length]
+
+    def parameterize(self, logits, x_t, level):
+        return subs_log_probs(logits, x_t, self.config.mask_token_id)
+
+    def loss_per_token(self, output, x0, x_t, level, noisy):
+        """MDLM's NELBO per block (BD3-LM eq. 3): the weight 1/t with t per token."""
+        return masked_diffusion_nelbo(output, x0, self.schedule.masked_nelbo_weight(noisy.timesteps, level))
 
     def _check_length(self, length):
         bs = self.config.block_size
@@ -169,92 +192,13 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
             self._masks[key] = build(mask_fn, 2 * length, 2 * length, device)
         return self._masks[key]
 
-    # --- forward ------------------------------------------------------------------------------
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        timesteps: torch.Tensor | float | None = None,
-        labels: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        return_dict: bool | None = None,
-        generator: torch.Generator | None = None,
-        num_items_in_batch=None,
-        cache=None,
-        output_positions: torch.LongTensor | None = None,
-        **kwargs,
-    ) -> DiffusionLMOutput:
-        r"""
-        With `labels` (x0; training and likelihood): `timesteps` (scalar, `(B,)`, `(B, L / block_size)`
-        or `(B, L)`) with `input_ids` = x_t gives a deterministic loss; without `timesteps`, t is
-        drawn per block on [sampling_eps_min, sampling_eps_max] and x_t from the forward process.
-        The length must be a multiple of `block_size`. `attention_mask` [B, L] marks padding.
-
-        Without `labels` (sampling mode): `input_ids` is a clean prefix followed by the tokens being
-        denoised (block-causal attention, positions `position_ids` or 0..n-1), or, with `cache`
-        (a `BlockKVCache.read()` / `.commit()` view), the new tokens after the cached prefix.
+    # --- sampling mode -----------------------------------------------------------------------------
+    def denoise(self, input_ids, timesteps=None, attention_mask=None, position_ids=None, cache=None, **kwargs):
+        r"""Without `labels`: `input_ids` is a clean prefix followed by the tokens being denoised
+        (block-causal attention, positions `position_ids` or 0..n-1), or, with `cache` (a
+        `BlockKVCache.read()` / `.commit()` view), the new tokens after the cached prefix.
         `timesteps` [B] is only needed by a time-conditioned model. `output_positions` [B, K]: the
-        rows to return (the output head runs on those only).
-        """
-        if labels is None:
-            out = self._sampling_forward(input_ids, attention_mask, timesteps, position_ids, cache, output_positions)
-        else:
-            if cache is not None or position_ids is not None or output_positions is not None:
-                raise ValueError(
-                    "cache and position_ids are for sampling mode (no labels); training uses positions 0..L-1"
-                )
-            out = self._training_forward(input_ids, attention_mask, timesteps, labels, generator, num_items_in_batch)
-        return out.to_tuple() if return_dict is False else out
-
-    def _training_forward(self, input_ids, attention_mask, timesteps, labels, generator, num_items_in_batch):
-        self._check_ids(labels, "labels", allow_mask=False)
-        if input_ids is not None:
-            self._check_ids(input_ids, "input_ids")
-            if labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-        self._check_attention_mask(attention_mask, labels.shape)
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError("attention_mask must be a [batch, length] padding mask (BD3-LM builds its own block mask)")
-        batch_size, length = labels.shape
-        self._check_length(length)
-        device, bs = labels.device, self.config.block_size
-
-        loss_mask = labels != -100
-        if attention_mask is not None:
-            loss_mask = loss_mask & attention_mask.bool()
-        clean = input_ids if input_ids is not None else torch.zeros_like(labels)
-        x0 = torch.where(labels != -100, labels, clean)
-        if timesteps is None:
-            t = self.sample_block_times(batch_size, length // bs, device, generator).repeat_interleave(bs, dim=1)
-            x_t = self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator)
-            x_t = torch.where(loss_mask, x_t, x0)  # unlabelled positions are conditioning: kept clean
-        else:
-            if input_ids is None:
-                raise ValueError("with timesteps, input_ids (the noisy state x_t) is required")
-            t = self._block_timesteps(timesteps, batch_size, length, device)
-            x_t = input_ids
-        if self.config.ignore_bos:  # the official ignore_bos: position 0 is never noised nor scored
-            x_t, loss_mask = x_t.clone(), loss_mask.clone()
-            x_t[:, 0], loss_mask[:, 0] = x0[:, 0], False
-
-        positions = torch.arange(length, device=device).repeat(2)  # x_t and x0 token l share position l
-        mask = self._training_mask(length, attention_mask, device, batch_size)
-        hidden = self.backbone(torch.cat([x_t, x0], dim=1), self._conditioning(t[:, 0]), mask, positions)
-        log_probs = subs_log_probs(hidden[:, :length], x_t, self.config.mask_token_id)
-
-        x0_safe = torch.where(loss_mask, x0, x_t)
-        per_token = block_nelbo(log_probs, x0_safe, t, self.config.noise_eps) * loss_mask
-        loss = reduce_loss(per_token, loss_mask, self.config.loss_reduction, num_items_in_batch)
-        return DiffusionLMOutput(
-            loss=loss, logits=log_probs, loss_per_token=per_token, timesteps=t, noisy_input_ids=x_t
-        )
-
-    def _sampling_forward(self, input_ids, attention_mask, timesteps, position_ids, cache, output_positions=None):
-        if input_ids is None:
-            raise ValueError("forward needs input_ids (the noisy state) or labels (the clean tokens)")
-        self._check_ids(input_ids, "input_ids")
+        rows to return (the output head runs on those only)."""
         t = None
         if timesteps is not None:
             t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
@@ -264,9 +208,8 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
             raise ValueError(
                 "with a cache, padding and positions come from the cache (pass key_mask to cache.commit())"
             )
-        self._check_attention_mask(attention_mask, input_ids.shape)
-        log_probs = self.denoise_block(input_ids, t, cache, attention_mask, position_ids, output_positions)
-        return DiffusionLMOutput(logits=log_probs, timesteps=t, noisy_input_ids=input_ids)
+        output_positions = kwargs.get("output_positions")
+        return self.denoise_block(input_ids, t, cache, attention_mask, position_ids, output_positions), t
 
     def denoise_block(
         self, input_ids, timesteps=None, cache=None, attention_mask=None, position_ids=None, output_positions=None
@@ -279,7 +222,7 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         if timesteps is None:
             sigma = torch.zeros(batch_size, device=device)
         else:
-            sigma = self._conditioning(timesteps)
+            sigma = self.backbone_conditioning(self.schedule(timesteps))
         if cache is not None:
             mask = cache.attention_mask(n, batch_size, device)
             positions = cache.position_ids(n, device)
@@ -299,4 +242,4 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
         return subs_log_probs(hidden, x_t, self.config.mask_token_id)
 
 
-__all__ = ["BD3LMForDiffusionLM", "BD3LMPreTrainedModel", "block_nelbo"]
+__all__ = ["BD3LMForDiffusionLM", "BD3LMPreTrainedModel"]

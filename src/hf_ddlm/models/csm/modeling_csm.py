@@ -9,7 +9,7 @@ import torch
 from ...generation.configuration import DiffusionGenerationConfig
 from ...generation.mixin import DiffusionGenerationMixin
 from ...objectives.concrete_score import concrete_score_implicit_loss, sample_neighbours
-from ..modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, reduce_loss
+from ..modeling_utils import DiffusionPreTrainedModel, NoisyInputs
 from .configuration_csm import CSMConfig
 
 
@@ -24,6 +24,7 @@ class CSMForDiffusionLM(CSMPreTrainedModel, DiffusionGenerationMixin):
     default_sampler = "metropolis_hastings"
     model_output_kind = "concrete_score"
     has_likelihood_bound = False
+    uses_time = False  # timesteps are ignored; a labelled batch always draws its neighbours
 
     def __init__(self, config: CSMConfig):
         super().__init__(config)
@@ -41,55 +42,48 @@ class CSMForDiffusionLM(CSMPreTrainedModel, DiffusionGenerationMixin):
         zeros = torch.zeros(input_ids.shape[0], device=input_ids.device)
         return self.parameterize(self.backbone(input_ids, zeros, attention_mask, position_ids), input_ids)
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        timesteps=None,
-        labels=None,
-        position_ids=None,
-        return_dict=None,
-        generator=None,
-        num_items_in_batch=None,
-        **kwargs,
-    ) -> DiffusionLMOutput:
-        r"""
-        input_ids (`torch.LongTensor` of shape `(batch, length)`): the sequence x (clean data: CSM has no noise).
-        timesteps: ignored (accepted so that the shared generation loop can call every model alike).
-        labels (`torch.LongTensor`, *optional*): the data y; -100 marks positions that are neither
-            scored nor perturbed. With labels, the loss draws ``num_neighbour_samples`` neighbours.
-        """
-        if input_ids is None and labels is None:
-            raise ValueError("forward needs input_ids or labels")
-        if input_ids is not None:
-            self._check_ids(input_ids, "input_ids")
-        if labels is not None:
-            self._check_ids(labels, "labels")
-            if input_ids is not None and labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-        ref = input_ids if input_ids is not None else labels
-        self._check_attention_mask(attention_mask, ref.shape)
-        loss = per_token = None
-        if labels is None:
-            c = self.concrete_score(input_ids, attention_mask, position_ids)
-        else:
-            loss_mask = labels != -100
-            if attention_mask is not None and attention_mask.dim() == 2:
-                loss_mask = loss_mask & attention_mask.bool()
-            y = torch.where(loss_mask, labels, input_ids if input_ids is not None else torch.zeros_like(labels))
-            k = self.config.num_neighbour_samples
-            neighbours, positions, counts = sample_neighbours(y, loss_mask, self.config.vocab_size, k, generator)
-            both = torch.cat([y, neighbours])
-            mask2 = None if attention_mask is None else attention_mask.repeat(k + 1, *[1] * (attention_mask.dim() - 1))
-            pos2 = None if position_ids is None or position_ids.dim() == 1 else position_ids.repeat(k + 1, 1)
-            c_all = self.concrete_score(both, mask2, pos2 if pos2 is not None else position_ids)
-            c, c_nb = c_all[: y.shape[0]], c_all[y.shape[0] :]
-            per_token = concrete_score_implicit_loss(c, y, c_nb, positions, counts, loss_mask, k)
-            loss = reduce_loss(per_token, loss_mask, self.config.loss_reduction, num_items_in_batch)
-        out = DiffusionLMOutput(loss=loss, logits=c, loss_per_token=per_token)
-        return out.to_tuple() if return_dict is False else out
+    # --- forward hooks: no time, no noise; the loss scores the data and K Hamming-1 neighbours ---
+    def denoise(self, input_ids, timesteps=None, attention_mask=None, position_ids=None, **kwargs):
+        """c_theta(x) at ``input_ids``; ``timesteps`` is ignored (accepted so that the shared
+        generation loop can call every model alike)."""
+        return self.concrete_score(input_ids, attention_mask, position_ids), None
+
+    def prepare_noisy_inputs(self, x0, loss_mask, generator=None):
+        """The data y and ``num_neighbour_samples`` neighbours, each one token changed at a loss
+        position; the network scores them all in one batch of (1 + K) B rows."""
+        k = self.config.num_neighbour_samples
+        neighbours, positions, counts = sample_neighbours(x0, loss_mask, self.config.vocab_size, k, generator)
+        return NoisyInputs(
+            timesteps=None,
+            x_t=x0,
+            x0=x0,
+            loss_mask=loss_mask,
+            network_input=torch.cat([x0, neighbours]),
+            extras={"positions": positions, "counts": counts},
+        )
+
+    def run_backbone(self, noisy, level, attention_mask, position_ids, **kwargs):
+        rows = noisy.network_input.shape[0] // noisy.x_t.shape[0]
+        if attention_mask is not None:
+            attention_mask = attention_mask.repeat(rows, *[1] * (attention_mask.dim() - 1))
+        if position_ids is not None and position_ids.dim() > 1:
+            position_ids = position_ids.repeat(rows, 1)
+        zeros = torch.zeros(noisy.network_input.shape[0], device=noisy.network_input.device)
+        return self.backbone(noisy.network_input, zeros, attention_mask, position_ids)
+
+    def loss_per_token(self, output, x0, x_t, level, noisy):
+        """J_CSM per token (``objectives.concrete_score``): the data rows and the neighbours' rows."""
+        b = x0.shape[0]
+        c, c_neighbours = output[:b], output[b:]
+        return concrete_score_implicit_loss(
+            c,
+            x0,
+            c_neighbours,
+            noisy.extras["positions"],
+            noisy.extras["counts"],
+            noisy.loss_mask,
+            self.config.num_neighbour_samples,
+        )
 
     def negative_elbo(self, *args, **kwargs):
         raise ValueError(

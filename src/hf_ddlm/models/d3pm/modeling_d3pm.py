@@ -31,8 +31,12 @@ class D3PMForDiffusionLM(D3PMPreTrainedModel, DiffusionGenerationMixin):
     def __init__(self, config: D3PMConfig):
         super().__init__(config)
         self.schedule = config.discrete_schedule()
-        self.time_sampler = DiscreteTimeSampler(config.num_timesteps, config.antithetic_sampling)
         self.post_init()
+
+    @property
+    def time_sampler(self) -> DiscreteTimeSampler:
+        """k ~ Uniform{1..T}, returned as t = k / T."""
+        return DiscreteTimeSampler(self.config.num_timesteps, self.config.antithetic_sampling)
 
     def _default_generation_config(self) -> DiffusionGenerationConfig:
         # T ancestral steps ending at x0: no separate denoising step
@@ -61,7 +65,7 @@ class D3PMForDiffusionLM(D3PMPreTrainedModel, DiffusionGenerationMixin):
             raise ValueError("D3PM has loss terms for steps k = 1..T only (timesteps must be > 0)")
         return self.schedule.coefficients(k, k - 1)
 
-    def loss_per_token(self, output, x0, x_t, level):
+    def loss_per_token(self, output, x0, x_t, level, noisy):
         log_pi = log_stationary(self.graph, torch.float32, x0.device)
         return d3pm_hybrid_loss(
             output,
@@ -74,41 +78,36 @@ class D3PMForDiffusionLM(D3PMPreTrainedModel, DiffusionGenerationMixin):
             self.config.reverse_parameterization,
         )
 
-    @torch.no_grad()
-    def negative_elbo(self, input_ids, attention_mask=None, num_samples: int = 1, generator=None, t_min=None):
-        """Upper bound on -log p(input_ids) in nats per sequence ([B]): the prior term plus
-        T E_k[L_k], with ``num_samples`` stratified draws of k (``num_samples = T`` visits every k
-        once: the full T-step bound). ``t_min`` does not apply to a discrete-time model."""
+    # --- the bound: prior term + T E_k[L_k] (``LikelihoodMixin.negative_elbo``) ----------------
+    def elbo_t_min(self, t_min):
         if t_min is not None:
             raise ValueError("t_min does not apply to D3PM (discrete time); leave it None")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        self._check_ids(input_ids, "input_ids", allow_mask=False)
-        T, b = self.config.num_timesteps, input_ids.shape[0]
-        mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        log_pi = log_stationary(self.graph, torch.float32, input_ids.device)
+        return None
+
+    def elbo_time(self, k, num_samples, batch_size, t_min, generator, device):
+        """The step in stratum k of {1..T}: ``num_samples = T`` visits every step once (the full
+        T-step bound)."""
+        T = self.config.num_timesteps
+        u = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
+        return (T * (k + u) / num_samples).floor().long().clamp_max(T - 1) + 1
+
+    def elbo_prior_term(self, x0, mask):
+        b, device = x0.shape[0], x0.device
         final = self.schedule.coefficients(
-            torch.full((b,), T, device=input_ids.device), torch.zeros(b, dtype=torch.long, device=input_ids.device)
+            torch.full((b,), self.config.num_timesteps, device=device), torch.zeros(b, dtype=torch.long, device=device)
         )
-        total = (prior_kl(input_ids, final.alpha_t, final.one_minus_alpha_t, self.graph) * mask).double().sum(-1)
-        diffusion = torch.zeros(b, dtype=torch.float64, device=input_ids.device)
-        for j in range(num_samples):
-            u = torch.rand(b, generator=generator, device=input_ids.device, dtype=torch.float64)
-            k = (T * (j + u) / num_samples).floor().long().clamp_max(T - 1) + 1
-            t = (k.double() / T).float()
-            x_t = self.graph.sample_xt(input_ids, self.schedule(t).sigma, generator=generator)
-            x_t = torch.where(mask, x_t, input_ids)
-            out = self(input_ids=x_t, attention_mask=attention_mask, timesteps=t)
-            vb = d3pm_vb_term(
-                out.logits,
-                input_ids,
-                x_t,
-                self.schedule.coefficients(k, k - 1),
-                log_pi,
-                self.config.reverse_parameterization,
-            )
-            diffusion += T * (vb * mask).double().sum(-1)
-        return (total + diffusion / num_samples).float()
+        return (prior_kl(x0, final.alpha_t, final.one_minus_alpha_t, self.graph) * mask).double().sum(-1)
+
+    def elbo_term(self, x0, attention_mask, mask, k, t_min, generator):
+        """T L_k: the KL of the true posterior q(x_{k-1} | x_k, x0) from p_theta, summed over positions."""
+        T = self.config.num_timesteps
+        t = (k.double() / T).float()
+        x_t = torch.where(mask, self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator), x0)
+        out = self(input_ids=x_t, attention_mask=attention_mask, timesteps=t)
+        log_pi = log_stationary(self.graph, torch.float32, x0.device)
+        coefficients = self.schedule.coefficients(k, k - 1)
+        vb = d3pm_vb_term(out.logits, x0, x_t, coefficients, log_pi, self.config.reverse_parameterization)
+        return T * (vb * mask).double().sum(-1)
 
 
 __all__ = ["D3PMForDiffusionLM", "D3PMPreTrainedModel"]

@@ -34,8 +34,8 @@ class MDLMForDiffusionLM(MDLMPreTrainedModel, DiffusionGenerationMixin):
     def parameterize(self, logits, x_t, level):
         return subs_log_probs(logits, x_t, self.config.mask_token_id)
 
-    def loss_per_token(self, output, x0, x_t, level):
-        return masked_diffusion_nelbo(output, x0, level)
+    def loss_per_token(self, output, x0, x_t, level, noisy):
+        return masked_diffusion_nelbo(output, x0, self.schedule.masked_nelbo_weight(noisy.timesteps, level))
 
 
 __all__ = ["MDLMForDiffusionLM", "MDLMPreTrainedModel"]

@@ -36,7 +36,7 @@ class SEDDForDiffusionLM(SEDDPreTrainedModel, DiffusionGenerationMixin):
     def parameterize(self, logits, x_t, level):
         return sedd_log_score(logits, x_t, level.sigma, self.config.scale_by_sigma)
 
-    def loss_per_token(self, output, x0, x_t, level):
+    def loss_per_token(self, output, x0, x_t, level, noisy):
         return denoising_score_entropy(output, x0, x_t, level, self.graph)
 
 
