@@ -53,4 +53,4 @@ def main(argv=None) -> int:
         return 2
 
 
-__all__ = ["CLIError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]

@@ -66,3 +66,6 @@ def run(args) -> int:
     out = available[method](args.src, args.dst, overwrite=args.overwrite)
     print(json.dumps({"method": method, "output_dir": str(out)}))
     return 0
+
+
+__all__ = ["add_parser", "run", "converters"]

@@ -38,3 +38,6 @@ def run(args) -> int:
     result = score_rows(model, ids, args.batch_size, args.num_samples, args.seed, progress=not args.quiet)
     print(json.dumps(result))
     return 0
+
+
+__all__ = ["add_parser", "run"]

@@ -71,3 +71,6 @@ def run(args) -> int:
     )
     print(json.dumps({"output_dir": str(folder), "files": sorted(p.name for p in folder.iterdir())}))
     return 0
+
+
+__all__ = ["add_parser", "run"]

@@ -144,3 +144,6 @@ def run(args) -> int:
     elif not live:
         print("\n\n".join(texts))
     return 0
+
+
+__all__ = ["add_parser", "run"]

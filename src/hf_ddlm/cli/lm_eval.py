@@ -24,3 +24,6 @@ def run(argv: list[str]) -> int:
     from ..lm_eval_adapter import cli_evaluate
 
     return cli_evaluate(argv)
+
+
+__all__ = ["COMMAND", "add_parser", "run"]

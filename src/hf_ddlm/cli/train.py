@@ -198,3 +198,6 @@ def run(args) -> int:
         (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
+
+
+__all__ = ["add_parser", "run"]

@@ -12,7 +12,7 @@ import re
 import torch
 
 # the two delimiters of a hole; everything else in a pattern is text
-HOLE = re.compile(r"\[\[|\]\]")
+_HOLE = re.compile(r"\[\[|\]\]")
 
 
 def parse_infill_pattern(pattern: str, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +26,7 @@ def parse_infill_pattern(pattern: str, tokenizer) -> tuple[torch.Tensor, torch.T
     """
     pieces: list[tuple[str, object]] = []  # ("text", str) or ("hole", n)
     pos, open_at = 0, None
-    for match in HOLE.finditer(pattern):
+    for match in _HOLE.finditer(pattern):
         token = match.group()
         if token == "[[":
             if open_at is not None:
