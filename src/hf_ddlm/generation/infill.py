@@ -53,7 +53,7 @@ def parse_infill_pattern(pattern: str, tokenizer) -> tuple[torch.Tensor, torch.T
         raise ValueError(
             "infill pattern has no hole: mark each span to generate as [[N]] (N tokens), e.g. 'The [[3]] sat.'"
         )
-    # the placeholder's value never matters (the holes are generated); the mask id keeps it readable
+    # the placeholder's value never matters (generate draws the holes from the prior); the mask id reads well
     mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else 0
     ids, holes = [], []
     for kind, value in pieces:
