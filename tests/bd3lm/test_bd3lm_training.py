@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import set_seed
 
-from hf_ddlm.training import DiffusionDataCollator
+from hf_ddlm.data import DiffusionDataCollator
 
 V, L, BLOCK, PAD = 13, 16, 4, 0
 

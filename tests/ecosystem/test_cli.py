@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoTokenizer
 
-from hf_ddlm.cli import build_parser, main, parse_infill_pattern
+from hf_ddlm.cli import build_parser, main
+from hf_ddlm.generation import parse_infill_pattern
 
 from .common import find_model, tiny_model, word_tokenizer
 

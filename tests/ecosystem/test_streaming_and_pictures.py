@@ -11,14 +11,8 @@ import pytest
 import torch
 
 from hf_ddlm.streamers import LiveDenoisingStreamer, TextDiffusionStreamer, TrajectoryStreamer
-from hf_ddlm.visualization import (
-    _MASK_FILL,
-    _SCALE,
-    decision_steps,
-    save_trajectory,
-    step_colour,
-    trajectory_frames,
-)
+from hf_ddlm.visualization import decision_steps, save_trajectory, step_colour, trajectory_frames
+from hf_ddlm.visualization.trajectory import _MASK_FILL, _SCALE
 
 from .common import find_model, model_params, tiny_model, word_tokenizer
 

