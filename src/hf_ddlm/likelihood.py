@@ -159,3 +159,6 @@ def perplexity_bound(
     if tokens == 0:
         raise ValueError("data holds no tokens to score")
     return PerplexityBound(nelbo=total, num_tokens=tokens, num_sequences=sequences)
+
+
+__all__ = ["LikelihoodMixin", "PerplexityBound", "perplexity_bound"]

@@ -67,3 +67,6 @@ def sedd_log_score(logits: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor,
         log_score.sub_(math.log(logits.shape[-1] - 1))
         return log_score.scatter_(-1, x_t.unsqueeze(-1), 0.0)
     return torch.scatter(logits, -1, x_t.unsqueeze(-1), torch.zeros_like(logits[..., :1]))
+
+
+__all__ = ["sedd_log_score", "subs_log_probs"]

@@ -29,3 +29,6 @@ class StrictLoadingMixin:
                     + ")"
                 )
         return (model, info) if want_info else model
+
+
+__all__ = ["StrictLoadingMixin"]

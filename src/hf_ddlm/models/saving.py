@@ -73,3 +73,6 @@ class SelfContainedSavingMixin:
         if unknown:
             raise TypeError(f"push_to_hub got unexpected keyword arguments {sorted(unknown)}")
         return exporter.push_to_hub(self, repo_id, **kwargs)
+
+
+__all__ = ["SelfContainedSavingMixin"]

@@ -66,3 +66,11 @@ def concrete_score_implicit_loss(
     second = torch.zeros(yk.shape, dtype=first.dtype, device=y.device)
     second[rows, positions] = -2 * counts / num_samples * back
     return first + second.view(num_samples, b, -1).sum(0)
+
+
+__all__ = [
+    "concrete_score_explicit_loss",
+    "concrete_score_first_term",
+    "concrete_score_implicit_loss",
+    "sample_neighbours",
+]

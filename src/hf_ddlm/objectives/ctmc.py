@@ -169,3 +169,6 @@ def ctmc_one_pass_loss(log_p0, x0, x_tilde, level: NoiseLevel, graph: Graph, los
     signal = (rate0 * torch.where(rate0 > 0, log_rate_theta, 0.0)).sum(-1)  # [B, L]
     signal = torch.where(norm[:, None] > 0, signal / norm.clamp_min(1e-30)[:, None], 0.0)
     return (regulariser - signal) * mask
+
+
+__all__ = ["SumLogAffineExp", "ctmc_exact_elbo", "ctmc_one_pass_loss", "forward_jump", "uniform_ct_elbo"]

@@ -43,3 +43,6 @@ def d3pm_hybrid_loss(
         return num_timesteps * vb
     ce = -torch.gather(log_x0.to(vb.dtype), -1, x0.unsqueeze(-1)).squeeze(-1)
     return num_timesteps * (vb + hybrid_loss_coeff * ce)
+
+
+__all__ = ["d3pm_hybrid_loss", "d3pm_vb_term"]

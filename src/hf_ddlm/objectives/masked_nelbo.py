@@ -14,3 +14,6 @@ def masked_diffusion_nelbo(log_probs: torch.Tensor, x0: torch.Tensor, weight: to
     if weight.dim() == 1:
         weight = weight[:, None]
     return -log_p * weight
+
+
+__all__ = ["masked_diffusion_nelbo"]

@@ -15,3 +15,6 @@ def reduce_loss(loss_per_token, loss_mask, reduction, num_items_in_batch=None) -
     if torch.is_tensor(denom):
         denom = denom.to(masked.device)
     return masked.sum() / denom
+
+
+__all__ = ["reduce_loss"]

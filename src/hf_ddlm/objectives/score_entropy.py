@@ -17,3 +17,6 @@ def denoising_score_entropy(log_score: torch.Tensor, x0, x_t, level: NoiseLevel,
     dtype = torch.promote_types(log_score.dtype, torch.float32)
     entropy = graph.score_entropy(log_score.to(dtype), level.sigma[:, None].to(dtype), x_t, x0)
     return level.dsigma[:, None].to(dtype) * entropy
+
+
+__all__ = ["denoising_score_entropy"]
