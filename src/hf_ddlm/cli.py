@@ -349,6 +349,8 @@ def cmd_train(args):
 def cmd_generate(args):
     import torch
 
+    from .generation import BlockDiffusionGenerationMixin
+
     model = load_model(args.model, args.device, args.dtype)
     tokenizer = load_tokenizer(args.tokenizer, args.model)
     gen = {"num_inference_steps": args.steps} if args.steps else {}
@@ -393,7 +395,7 @@ def cmd_generate(args):
         streamer = LiveDenoisingStreamer(
             tokenizer,
             mask_token_id=getattr(model.config, "mask_token_id", None),
-            total_steps=None if getattr(model, "is_block_diffusion", False) else steps,
+            total_steps=None if isinstance(model, BlockDiffusionGenerationMixin) else steps,
             interactive=True,
         )
     out = model.generate(

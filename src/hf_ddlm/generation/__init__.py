@@ -1,4 +1,19 @@
+from .block_decoding import BlockDiffusionGenerateOutput, BlockDiffusionGenerationMixin
+from .cache import BlockKVCache, CacheView
 from .configuration import DiffusionGenerationConfig
 from .mixin import DiffusionGenerateOutput, DiffusionGenerationMixin
+from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
 
-__all__ = ["DiffusionGenerateOutput", "DiffusionGenerationConfig", "DiffusionGenerationMixin"]
+__all__ = [
+    "BlockDiffusionGenerateOutput",
+    "BlockDiffusionGenerationMixin",
+    "BlockKVCache",
+    "CacheView",
+    "DiffusionGenerateOutput",
+    "DiffusionGenerationConfig",
+    "DiffusionGenerationMixin",
+    "build_sampler",
+    "filter_model_output",
+    "repeat_rows",
+    "resolve_generator",
+]

@@ -29,7 +29,7 @@ from ...backbones.attention import (
     materialize_mask,
     with_key_padding,
 )
-from ...generation.mixin import DiffusionGenerationMixin
+from ...generation.block_decoding import BlockDiffusionGenerationMixin
 from ...parameterizations import subs_log_probs
 from ..modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, reduce_loss
 from .configuration_bd3lm import BD3LMConfig
@@ -66,14 +66,13 @@ class BD3LMPreTrainedModel(DiffusionPreTrainedModel):
             init.copy_(module.sampling_eps_max, torch.tensor(float(module.config.sampling_eps_max)))
 
 
-class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
+class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
     """``logits`` are the SUBS log-probabilities log p_theta(x0 | x_t) [B, L, V] of the x_t half (or
     of the tokens fed in sampling mode); ``loss`` the token-mean NELBO (the official reduction);
     ``timesteps`` the per-token t [B, L]."""
 
     default_sampler = "first_hitting"
     model_output_kind = "log_probs"
-    is_block_diffusion = True  # generate() decodes block by block
 
     def __init__(self, config: BD3LMConfig):
         super().__init__(config)
