@@ -36,6 +36,8 @@ from collections import defaultdict
 
 import torch
 
+from .generation import BlockDiffusionGenerationMixin
+
 try:
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
@@ -206,7 +208,7 @@ class DiffusionLMEval(LM):
         kind = getattr(model, "model_output_kind", None)
         if graph is None or not getattr(graph, "absorbing", False) or kind not in ("log_probs", "log_score"):
             return False
-        if getattr(model, "is_block_diffusion", False):
+        if isinstance(model, BlockDiffusionGenerationMixin):
             return False
         mask_id = graph.mask_token_id
         ids = torch.tensor([ctx + [mask_id] * len(cont)], device=self.device)

@@ -6,10 +6,8 @@ import math
 
 import torch
 
-from .processes.graphs import fill_rows_
+from .categorical import NEG_INFINITY, fill_rows_  # MDLM's finite "-inf": log-probs equal the official ones bitwise
 from .processes.schedules import expm1_sigma
-
-NEG_INFINITY = -1e6  # MDLM's finite "-inf": reproduced so log-probs equal the official ones bitwise
 
 
 def subs_log_probs(logits: torch.Tensor, x_t: torch.Tensor, mask_token_id: int) -> torch.Tensor:

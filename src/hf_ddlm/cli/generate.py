@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..generation.block_decoding import BlockDiffusionGenerationMixin
 from ..generation.infill import parse_infill_pattern
 from .arguments import add_shared, positive_int
 from .common import CLIError, load_model, load_tokenizer
@@ -110,7 +111,7 @@ def run(args) -> int:
         streamer = LiveDenoisingStreamer(
             tokenizer,
             mask_token_id=getattr(model.config, "mask_token_id", None),
-            total_steps=None if getattr(model, "is_block_diffusion", False) else steps,
+            total_steps=None if isinstance(model, BlockDiffusionGenerationMixin) else steps,
             interactive=True,
         )
     out = model.generate(

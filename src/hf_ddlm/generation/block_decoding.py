@@ -17,7 +17,8 @@ re-bases their positions (so the two paths differ there, as they do officially).
 
 Sampling details:
 
-* ``sampler="first_hitting"`` (default): one token per network call, with per-row times. The
+* ``sampler="first_hitting"`` (default): one token per network call, with per-row times (the
+  first-hitting protocol of ``samplers.base.Sampler``). The
   revealed position is drawn first (it is uniform among the masked ones, whatever p_theta), so
   the output head runs on that row only, as an AR model's does on its last token.
   ``"block_ancestral"`` / ``"ancestral"``: ``num_inference_steps`` grid steps per block, then the
@@ -47,9 +48,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..samplers import get_sampler
 from .cache import BlockKVCache
-from .mixin import DiffusionGenerateOutput, _process_output
+from .configuration import DiffusionGenerationConfig
+from .mixin import DiffusionGenerateOutput, DiffusionGenerationMixin
+from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
 
 
 @dataclass
@@ -120,165 +122,165 @@ def _commit_pending(model, cache, t):
     return 1
 
 
-@torch.no_grad()
-def block_generate(
-    model,
-    input_ids=None,
-    attention_mask=None,
-    generation_config=None,
-    infill_mask=None,
-    generator=None,
-    seed=None,
-    callback=None,
-    streamer=None,
-    progress_bar=False,
-    return_dict_in_generate=False,
-    output_trajectory=False,
-    uniform_noise_fn=None,
-    **kwargs,
-):
-    """``DiffusionGenerationMixin.generate`` for block diffusion models (same arguments)."""
-    gc = model._prepare_generation_config(generation_config, kwargs)
-    config, device = model.config, model.device
-    bs, mask_id, window = config.block_size, config.mask_token_id, config.max_position_embeddings
-    if seed is not None:
-        if generator is not None:
-            raise ValueError("pass either generator or seed, not both")
-        generator = torch.Generator(device=device).manual_seed(seed)
-    eos = _eos_ids(gc.eos_token_id, config.vocab_size, mask_id)
-    pad_id = gc.pad_token_id if gc.pad_token_id is not None else (eos[0] if eos else None)
-    sampler = get_sampler(gc.sampler, model.graph, model.schedule, **gc.sampler_kwargs)
-    if sampler.needs != model.model_output_kind:
-        raise ValueError(
-            f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(model).__name__} outputs {model.model_output_kind!r}"
-        )
-    first_hitting = getattr(sampler, "first_hitting", False)
-    if not first_hitting:
-        grid = sampler.set_timesteps(gc.num_inference_steps, gc.t_min, device)
+class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
+    """``generate`` for block diffusion models (BD3-LM): block by block with a KV cache (module
+    docstring). The model implements ``denoise_block(ids, t, cache=..., attention_mask=...,
+    output_positions=...)`` -> log p_theta(x0 | .) at ``output_positions``. Listed on the model class
+    itself (``can_generate()`` looks for "GenerationMixin" among its direct bases); the configuration
+    handling is ``DiffusionGenerationMixin``'s."""
 
-    copies = gc.num_return_sequences or 1
-    if input_ids is None and infill_mask is None and gc.bos_token_id is not None:
-        input_ids = torch.full((copies, 1), gc.bos_token_id, dtype=torch.long, device=device)
-    elif input_ids is not None:
-        input_ids = input_ids.to(device)
-        if copies > 1:
-            input_ids = input_ids.repeat_interleave(copies, dim=0)
-            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(copies, dim=0)
-            infill_mask = None if infill_mask is None else infill_mask.repeat_interleave(copies, dim=0)
-    x, fixed, attention_mask = model._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
-    batch, length = x.shape
-    total = math.ceil(length / bs) * bs  # whole blocks; cut to `length` at the end
-    x = torch.cat([x, torch.full((batch, total - length), mask_id, dtype=x.dtype, device=device)], dim=1)
-    fixed = torch.cat([fixed, torch.zeros(batch, total - length, dtype=torch.bool, device=device)], dim=1)
-    key_mask = None
-    if attention_mask is not None and not attention_mask.bool().all():
-        key_mask = torch.cat(
-            [attention_mask.bool(), torch.ones(batch, total - length, dtype=torch.bool, device=device)], 1
-        )
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: DiffusionGenerationConfig | None = None,
+        infill_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        callback=None,
+        streamer=None,
+        progress_bar: bool = False,
+        return_dict_in_generate: bool = False,
+        output_trajectory: bool = False,
+        uniform_noise_fn=None,
+        **kwargs,
+    ):
+        r"""Generate token ids block by block; the arguments are those of
+        ``DiffusionGenerationMixin.generate``. Returns the ids [B, L], or a
+        ``BlockDiffusionGenerateOutput`` (with ``num_commit_evaluations``) with
+        ``return_dict_in_generate=True``."""
+        gc = self._prepare_generation_config(generation_config, kwargs)
+        config, device = self.config, self.device
+        bs, mask_id, window = config.block_size, config.mask_token_id, config.max_position_embeddings
+        generator = resolve_generator(generator, seed, device)
+        eos = _eos_ids(gc.eos_token_id, config.vocab_size, mask_id)
+        pad_id = gc.pad_token_id if gc.pad_token_id is not None else (eos[0] if eos else None)
+        sampler = build_sampler(self, gc)
+        first_hitting = sampler.first_hitting  # the optional protocol of the Sampler contract (samplers.base)
+        if not first_hitting:
+            grid = sampler.set_timesteps(gc.num_inference_steps, gc.t_min, device)
 
-    reuse_ok = not config.time_conditioning  # the output depends on the tokens only
-    filters = (gc.temperature or 1.0, gc.top_k, gc.top_p)
-    noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
-    cache = BlockKVCache.for_model(model) if gc.use_cache is not False else None
-    num_blocks = total // bs
-    first = 0  # leading blocks that are given entirely are only encoded
-    while first < num_blocks and fixed[:, first * bs : (first + 1) * bs].all():
-        first += 1
-    ones = torch.ones(batch, device=device)
-    commits = 0
-    if cache is not None and first > 0:
-        commits += _encode_prefix(model, cache, x[:, : first * bs], key_mask, ones)
-    # the streamer sees the prompt first, a draft of the generated part at every step, and each
-    # block's generated tokens once the block is decoded (the whole canvas when infilling)
-    prompt_len = input_ids.shape[1] if input_ids is not None and infill_mask is None else 0
-    if streamer is not None:
-        streamer.put(x[:, :prompt_len].cpu())
-
-    nfe, step, trajectory = 0, 0, []
-    t = ones  # the time of the last denoising step, used when a pending block is committed
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    blocks = range(first, num_blocks)
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        blocks = tqdm(blocks, desc="blocks")
-    for k in blocks:
-        lo, hi = k * bs, (k + 1) * bs
-        block, given = x[:, lo:hi].clone(), fixed[:, lo:hi]
-        if cache is not None and cache.pending is not None and given.all():  # no forward to fuse it with
-            commits += _commit_pending(model, cache, t)
-        t, out, i = ones, None, 0
-        masked = int((block == mask_id).sum(-1).max())
-        # first-hitting reveals one token per row and step: exactly `masked` steps
-        steps = masked if first_hitting else (gc.num_inference_steps if masked else 0)
-        keep_given = bool(given.any())
-        while i < steps:
-            if first_hitting:  # the revealed position first: p_theta is needed there only
-                s = sampler.next_time(t, block, generator)
-                where = sampler.choose_positions(block, generator)
-                out = _block_log_probs(model, x, lo, hi, t, cache, key_mask, window, where)
-                out = _process_output(out, "log_probs", block.gather(1, where), model.graph, *filters)
-                nfe += 1
-                new = sampler.reveal(out[:, 0], block, where, generator, noise((batch, out.shape[-1]))).prev_sample
-            else:
-                t, s = grid[i].expand(batch), grid[i + 1].expand(batch)
-                if out is None or not reuse_ok:
-                    out = _block_log_probs(model, x, lo, hi, t, cache, key_mask, window)
-                    out = _process_output(out, "log_probs", block, model.graph, *filters)
-                    nfe += 1
-                new = sampler.step(out, block, t, s, generator, noise((*block.shape, out.shape[-1]))).prev_sample
-            if keep_given:
-                new = torch.where(given, block, new)
-            if first_hitting or not torch.equal(new, block):  # first-hitting always changes the block
-                out = None
-            block, t, i = new, s, i + 1
-            if not first_hitting and not (block == mask_id).any():
-                i = steps
-            x[:, lo:hi] = block
-            step += 1
-            model._report(
-                step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len
+        copies = gc.num_return_sequences or 1
+        if input_ids is None and infill_mask is None and gc.bos_token_id is not None:
+            input_ids = torch.full((copies, 1), gc.bos_token_id, dtype=torch.long, device=device)
+        elif input_ids is not None:
+            input_ids, attention_mask, infill_mask = repeat_rows(
+                copies, input_ids.to(device), attention_mask, infill_mask
             )
-        if (block == mask_id).any():  # the grid ended with tokens still masked: noise removal
-            if out is None or not reuse_ok:
-                out = _block_log_probs(model, x, lo, hi, t, cache, key_mask, window)
-                out = _process_output(out, "log_probs", block, model.graph, *filters)
-                nfe += 1
-            block = torch.where(given, block, sampler.denoise(out, block, t, generator).prev_sample)
-            x[:, lo:hi] = block
-        if streamer is not None and min(hi, length) > max(lo, prompt_len):
-            streamer.put(x[:, max(lo, prompt_len) : min(hi, length)].cpu().clone())
-        if eos:
-            finished |= (torch.isin(block, torch.tensor(eos, device=device)) & ~given).any(-1)
-            if finished.all():
-                break
-        if cache is not None and k < num_blocks - 1:
-            # commit with the next block's first forward when that is exact: the conditioning does
-            # not depend on t, and both blocks fit the window (past it the official cache slides first)
-            cache.pending = block
-            if config.time_conditioning or cache.length + 2 * bs > window:
-                commits += _commit_pending(model, cache, t)
+        x, fixed, attention_mask = self._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
+        batch, length = x.shape
+        total = math.ceil(length / bs) * bs  # whole blocks; cut to `length` at the end
+        x = torch.cat([x, torch.full((batch, total - length), mask_id, dtype=x.dtype, device=device)], dim=1)
+        fixed = torch.cat([fixed, torch.zeros(batch, total - length, dtype=torch.bool, device=device)], dim=1)
+        key_mask = None
+        if attention_mask is not None and not attention_mask.bool().all():
+            key_mask = torch.cat(
+                [attention_mask.bool(), torch.ones(batch, total - length, dtype=torch.bool, device=device)], 1
+            )
 
-    x = x[:, :length]
-    if eos:  # everything after a row's first generated EOS is padding
-        is_eos = torch.isin(x, torch.tensor(eos, device=device)) & ~fixed[:, :length]
-        has_eos = is_eos.any(-1)
-        stop = torch.where(has_eos, is_eos.int().argmax(-1), torch.full_like(has_eos, length, dtype=torch.long))
-        x = x.masked_fill(torch.arange(length, device=device)[None] > stop[:, None], pad_id)
-        if has_eos.all():
-            x = x[:, : int(stop.max()) + 1]
-    if streamer is not None:
-        streamer.end()
-    model.last_num_function_evaluations = nfe
-    model.last_num_commit_evaluations = commits
-    if return_dict_in_generate:
-        return BlockDiffusionGenerateOutput(
-            sequences=x,
-            num_function_evaluations=nfe,
-            trajectory=trajectory if output_trajectory else None,
-            num_commit_evaluations=commits,
-        )
-    return x
+        reuse_ok = not config.time_conditioning  # the output depends on the tokens only
+        noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
+        cache = BlockKVCache.for_model(self) if gc.use_cache is not False else None
+        num_blocks = total // bs
+        first = 0  # leading blocks that are given entirely are only encoded
+        while first < num_blocks and fixed[:, first * bs : (first + 1) * bs].all():
+            first += 1
+        ones = torch.ones(batch, device=device)
+        commits = 0
+        if cache is not None and first > 0:
+            commits += _encode_prefix(self, cache, x[:, : first * bs], key_mask, ones)
+        # the streamer sees the prompt first, a draft of the generated part at every step, and each
+        # block's generated tokens once the block is decoded (the whole canvas when infilling)
+        prompt_len = input_ids.shape[1] if input_ids is not None and infill_mask is None else 0
+        if streamer is not None:
+            streamer.put(x[:, :prompt_len].cpu())
+
+        nfe, step, trajectory = 0, 0, []
+        t = ones  # the time of the last denoising step, used when a pending block is committed
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        blocks = range(first, num_blocks)
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            blocks = tqdm(blocks, desc="blocks")
+        for k in blocks:
+            lo, hi = k * bs, (k + 1) * bs
+            block, given = x[:, lo:hi].clone(), fixed[:, lo:hi]
+            if cache is not None and cache.pending is not None and given.all():  # no forward to fuse it with
+                commits += _commit_pending(self, cache, t)
+            t, out, i = ones, None, 0
+            masked = int((block == mask_id).sum(-1).max())
+            # first-hitting reveals one token per row and step: exactly `masked` steps
+            steps = masked if first_hitting else (gc.num_inference_steps if masked else 0)
+            keep_given = bool(given.any())
+            while i < steps:
+                if first_hitting:  # the revealed position first: p_theta is needed there only
+                    s = sampler.next_time(t, block, generator)
+                    where = sampler.choose_positions(block, generator)
+                    out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window, where)
+                    out = filter_model_output(out, "log_probs", block.gather(1, where), self.graph, gc)
+                    nfe += 1
+                    new = sampler.reveal(out[:, 0], block, where, generator, noise((batch, out.shape[-1]))).prev_sample
+                else:
+                    t, s = grid[i].expand(batch), grid[i + 1].expand(batch)
+                    if out is None or not reuse_ok:
+                        out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window)
+                        out = filter_model_output(out, "log_probs", block, self.graph, gc)
+                        nfe += 1
+                    new = sampler.step(out, block, t, s, generator, noise((*block.shape, out.shape[-1]))).prev_sample
+                if keep_given:
+                    new = torch.where(given, block, new)
+                if first_hitting or not torch.equal(new, block):  # first-hitting always changes the block
+                    out = None
+                block, t, i = new, s, i + 1
+                if not first_hitting and not (block == mask_id).any():
+                    i = steps
+                x[:, lo:hi] = block
+                step += 1
+                self._report(
+                    step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len
+                )
+            if (block == mask_id).any():  # the grid ended with tokens still masked: noise removal
+                if out is None or not reuse_ok:
+                    out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window)
+                    out = filter_model_output(out, "log_probs", block, self.graph, gc)
+                    nfe += 1
+                block = torch.where(given, block, sampler.denoise(out, block, t, generator).prev_sample)
+                x[:, lo:hi] = block
+            if streamer is not None and min(hi, length) > max(lo, prompt_len):
+                streamer.put(x[:, max(lo, prompt_len) : min(hi, length)].cpu().clone())
+            if eos:
+                finished |= (torch.isin(block, torch.tensor(eos, device=device)) & ~given).any(-1)
+                if finished.all():
+                    break
+            if cache is not None and k < num_blocks - 1:
+                # commit with the next block's first forward when that is exact: the conditioning does
+                # not depend on t, and both blocks fit the window (past it the official cache slides first)
+                cache.pending = block
+                if config.time_conditioning or cache.length + 2 * bs > window:
+                    commits += _commit_pending(self, cache, t)
+
+        x = x[:, :length]
+        if eos:  # everything after a row's first generated EOS is padding
+            is_eos = torch.isin(x, torch.tensor(eos, device=device)) & ~fixed[:, :length]
+            has_eos = is_eos.any(-1)
+            stop = torch.where(has_eos, is_eos.int().argmax(-1), torch.full_like(has_eos, length, dtype=torch.long))
+            x = x.masked_fill(torch.arange(length, device=device)[None] > stop[:, None], pad_id)
+            if has_eos.all():
+                x = x[:, : int(stop.max()) + 1]
+        if streamer is not None:
+            streamer.end()
+        self.last_num_function_evaluations = nfe
+        self.last_num_commit_evaluations = commits
+        if return_dict_in_generate:
+            return BlockDiffusionGenerateOutput(
+                sequences=x,
+                num_function_evaluations=nfe,
+                trajectory=trajectory if output_trajectory else None,
+                num_commit_evaluations=commits,
+            )
+        return x
 
 
-__all__ = ["BlockDiffusionGenerateOutput", "block_generate"]
+__all__ = ["BlockDiffusionGenerateOutput", "BlockDiffusionGenerationMixin"]

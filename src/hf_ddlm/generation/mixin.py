@@ -4,7 +4,9 @@ The loop owns the network calls; samplers (``hf_ddlm.samplers``) only turn the m
 the next state. Conditioning is by projection (SEDD eq. 22, MDLM's infilling): fixed positions
 (a prompt, or the known tokens of an infilling pattern) are written back after every step, so the
 sampler only ever changes free positions. For the absorbing graph fixed tokens are unmasked and
-never move anyway.
+never move anyway. Block diffusion models (BD3-LM) list ``BlockDiffusionGenerationMixin``
+(``block_decoding``) instead, which keeps this configuration handling and replaces the loop; the
+set-up both loops share is in ``utils``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from ..samplers import filter_logits, get_sampler
 from .configuration import DiffusionGenerationConfig
+from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
 
 
 @dataclass
@@ -23,30 +25,6 @@ class DiffusionGenerateOutput(ModelOutput):
     sequences: torch.LongTensor | None = None
     num_function_evaluations: int | None = None
     trajectory: list | None = None  # the canvas after every step, when output_trajectory=True
-
-
-def _process_output(output, kind, x_t, graph, temperature, top_k, top_p):
-    """Apply temperature / top-k / top-p to the distribution over clean tokens behind the output.
-
-    log_probs (MDLM): at masked positions, filter log p(x0). log_score on the absorbing graph: by
-    RADD's theorem the score at a masked position is p0(y) / (e^sigma - 1), so filtering the
-    normalised scores over y != mask and restoring their total keeps the reverse rate's scale.
-    """
-    if temperature == 1.0 and not top_k and (top_p is None or top_p >= 1.0):
-        return output
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not graph.absorbing:
-        raise ValueError(
-            "temperature / top_k / top_p need a distribution over clean tokens; the uniform graph has none"
-        )
-    masked = (x_t == graph.mask_token_id).unsqueeze(-1)
-    body = output[..., :-1]
-    filtered = filter_logits(body.float(), temperature, top_k, top_p).log_softmax(-1).to(output.dtype)
-    if kind == "log_score":
-        filtered = filtered + torch.logsumexp(body, dim=-1, keepdim=True)
-    new = torch.cat([filtered, output[..., -1:]], dim=-1)
-    return torch.where(masked, new, output)
 
 
 class DiffusionGenerationMixin:
@@ -195,44 +173,16 @@ class DiffusionGenerationMixin:
         Returns the ids [B, L], or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
         `uniform_noise_fn(shape)`, for tests, supplies the uniform draws of every categorical sample.
         """
-        if getattr(self, "is_block_diffusion", False):  # BD3-LM: block by block, with a KV cache
-            from .block_decoding import block_generate
-
-            return block_generate(
-                self,
-                input_ids,
-                attention_mask,
-                generation_config,
-                infill_mask,
-                generator,
-                seed,
-                callback,
-                streamer,
-                progress_bar,
-                return_dict_in_generate,
-                output_trajectory,
-                uniform_noise_fn,
-                **kwargs,
-            )
         gc = self._prepare_generation_config(generation_config, kwargs)
         steps = gc.num_inference_steps
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"num_inference_steps must be a positive integer, got {steps!r}")
         device = self.device
-        if seed is not None:
-            if generator is not None:
-                raise ValueError("pass either generator or seed, not both")
-            generator = torch.Generator(device=device).manual_seed(seed)
+        generator = resolve_generator(generator, seed, device)
         if input_ids is not None:
-            input_ids = input_ids.to(device)
-            if gc.num_return_sequences and gc.num_return_sequences > 1:
-                input_ids = input_ids.repeat_interleave(gc.num_return_sequences, dim=0)
-                attention_mask = (
-                    None if attention_mask is None else attention_mask.repeat_interleave(gc.num_return_sequences, dim=0)
-                )
-                infill_mask = (
-                    None if infill_mask is None else infill_mask.repeat_interleave(gc.num_return_sequences, dim=0)
-                )
+            input_ids, attention_mask, infill_mask = repeat_rows(
+                gc.num_return_sequences, input_ids.to(device), attention_mask, infill_mask
+            )
         x, fixed, attention_mask = self._build_canvas(input_ids, attention_mask, infill_mask, gc, device, generator)
         fixed_ids = x.clone()
         # the transformers streamer contract (TextStreamer, TextDiffusionStreamer): the prompt first,
@@ -241,14 +191,7 @@ class DiffusionGenerationMixin:
         if streamer is not None:
             streamer.put(x[:, :prompt_len].cpu())
 
-        try:
-            sampler = get_sampler(gc.sampler, self.graph, self.schedule, **gc.sampler_kwargs)
-        except TypeError as error:  # an argument the sampler's constructor does not take
-            raise ValueError(f"sampler_kwargs {gc.sampler_kwargs} do not fit sampler {gc.sampler!r}: {error}") from None
-        if sampler.needs != self.model_output_kind:
-            raise ValueError(
-                f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(self).__name__} outputs {self.model_output_kind!r}"
-            )
+        sampler = build_sampler(self, gc)
         timesteps = sampler.set_timesteps(steps, gc.t_min, device)
         batch = x.shape[0]
         # use_cache is None unless set (transformers v5 leaves unset fields None): None means on
@@ -257,15 +200,7 @@ class DiffusionGenerationMixin:
 
         def model_output(x, t):
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
-            return _process_output(
-                out,
-                self.model_output_kind,
-                x,
-                self.graph,
-                1.0 if gc.temperature is None else gc.temperature,
-                gc.top_k,
-                gc.top_p,
-            )
+            return filter_model_output(out, self.model_output_kind, x, self.graph, gc)
 
         nfe, cached, trajectory = 0, None, []
         iterator = range(steps)

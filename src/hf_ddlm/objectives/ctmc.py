@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from ..processes.graphs import Graph
+from ..categorical import NEG_INFINITY
+from ..processes.graphs import Graph, uniform_ratio_offset
 from ..processes.schedules import NoiseLevel
 from .score_entropy import denoising_score_entropy
 
@@ -82,7 +83,7 @@ def uniform_ct_elbo(log_p0, x0, x_t, level: NoiseLevel, vocab_size: int) -> torc
     esigm1 = torch.expm1(sigma).clamp_min(1e-30)
     log_px = torch.gather(log_p0, -1, x_t.unsqueeze(-1)).squeeze(-1).clamp_max(0.0)
     p_x = log_px.exp()
-    c0 = -torch.expm1(log_px) + p_x * esigm1 / (n + esigm1)
+    c0 = uniform_ratio_offset(log_px, esigm1, n)
     c1 = n / esigm1
     # sum_{y != x} log s_y = sum_y log(c0 + c1 p_y) - log(c0 + c1 p_x)
     sum_log_s = SumLogAffineExp.apply(log_p0, c0, c1.expand_as(c0)) - torch.log(c0 + c1 * p_x)
@@ -144,9 +145,9 @@ def ctmc_one_pass_loss(log_p0, x0, x_tilde, level: NoiseLevel, graph: Graph, los
     if graph.absorbing:
         into = (x_tilde == graph.mask_token_id).unsqueeze(-1) & ~at_x
         into = into & (torch.arange(v, device=x0.device) != graph.mask_token_id)
-        log_rate_in = torch.where(into, dsigma.log(), -1e6)
+        log_rate_in = torch.where(into, dsigma.log(), NEG_INFINITY)
     else:
-        log_rate_in = torch.where(at_x, -1e6, (dsigma / v).log())
+        log_rate_in = torch.where(at_x, NEG_INFINITY, (dsigma / v).log())
     # model: log R-hat_theta(x~, d, v)
     log_rate_theta = log_rate_in + graph.log_ratio_from_x0(log_p0, x_tilde, level.sigma.to(dtype))
     regulariser = torch.where(at_x, 0.0, log_rate_theta.exp()).sum(-1)

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..categorical import NEG_INFINITY as NEG  # a finite log(0)
 from .graphs import Graph
 from .schedules import NoiseLevel, NoiseSchedule
-
-NEG = -1e6  # a finite log(0): exp underflows to exactly 0 in fp32/fp64 and gradients stay finite
 
 
 def _log(p: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from ..categorical import NEG_INFINITY, fill_rows_
 from .schedules import expm1_sigma
 
 
@@ -68,15 +69,6 @@ class Graph:
 
     def score_entropy(self, log_score, sigma, x_t, x0) -> torch.Tensor:
         raise NotImplementedError
-
-
-def fill_rows_(tensor: torch.Tensor, rows: torch.Tensor, value: float) -> torch.Tensor:
-    """tensor[rows] = value in place for a [..., V] tensor and a boolean [...] row selection."""
-    if tensor.is_contiguous():  # index_fill_ on the row view: much faster than a broadcast masked_fill_
-        tensor.view(-1, tensor.shape[-1]).index_fill_(0, rows.reshape(-1).nonzero().squeeze(-1), value)
-    else:
-        tensor.masked_fill_(rows.unsqueeze(-1), value)
-    return tensor
 
 
 class _AbsorbingScoreEntropy(torch.autograd.Function):
@@ -183,11 +175,20 @@ class AbsorbingGraph(Graph):
     def log_ratio_from_x0(self, log_p0, x, sigma) -> torch.Tensor:
         """log p_t(x with token y) / p_t(x) implied by p(x0 | x) [..., V] (Campbell et al. eq. of
         R-hat, summed over x0 in closed form): at a masked position sum_x0 p(x0) q(y|x0)/q(M|x0) =
-        p(y) / (e^sigma - 1); unmasked positions never move (NEG off x). 0 at y = x."""
+        p(y) / (e^sigma - 1); unmasked positions never move (NEG_INFINITY off x). 0 at y = x."""
         esigm1 = expm1_sigma(_expand(sigma, x)).clamp_min(1e-30).unsqueeze(-1).to(log_p0.dtype)
         masked = (x == self.mask_token_id).unsqueeze(-1)
-        out = torch.where(masked, log_p0 - esigm1.log(), -1e6)
+        out = torch.where(masked, log_p0 - esigm1.log(), NEG_INFINITY)
         return out.scatter(-1, x.unsqueeze(-1), 0.0)
+
+
+def uniform_ratio_offset(log_px: torch.Tensor, esigm1: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(1 - p_x) + p_x E/(N + E), the part of the uniform graph's x0-implied ratio
+    p_t(x with token y) / p_t(x) = (1 - p_x) + p_x E/(N + E) + p_y N/E that does not depend on y
+    (``UniformGraph.log_ratio_from_x0``; the CT-ELBO's c0, tau-leaping's ``a``). ``log_px`` is
+    log p~(x0 = x | x), ``esigm1`` E = e^sigma - 1 (broadcastable), N = ``vocab_size``. 1 - p_x is
+    computed as -expm1(log p_x), without cancellation."""
+    return -torch.expm1(log_px.clamp_max(0)) + log_px.exp() * esigm1 / (vocab_size + esigm1)
 
 
 class UniformGraph(Graph):
@@ -266,8 +267,7 @@ class UniformGraph(Graph):
         n = self.vocab_size
         esigm1 = expm1_sigma(_expand(sigma, x)).clamp_min(1e-30).unsqueeze(-1).to(log_p0.dtype)
         log_px = torch.gather(log_p0, -1, x.unsqueeze(-1))
-        stay = -torch.expm1(log_px.clamp_max(0)) + log_px.exp() * esigm1 / (n + esigm1)
-        ratio = stay + log_p0.exp() * (n / esigm1)
+        ratio = uniform_ratio_offset(log_px, esigm1, n) + log_p0.exp() * (n / esigm1)
         return ratio.log().scatter(-1, x.unsqueeze(-1), 0.0)
 
 

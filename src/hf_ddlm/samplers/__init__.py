@@ -1,32 +1,90 @@
+"""Samplers: parameter-free objects that turn a model's output at (x_t, t) into x_s (``base.Sampler``).
+
+One file per algorithm: ``analytic`` and ``euler`` (SEDD), ``ancestral`` (MDLM and BD3-LM's
+``block_ancestral``), ``first_hitting`` (BD3-LM), ``tau_leaping`` and ``predictor_corrector``
+(CTMC), ``d3pm_ancestral``, ``metropolis_hastings`` (CSM). The categorical draws they share live in
+``hf_ddlm.categorical``.
+"""
+
+from ..categorical import (
+    NEG_INFINITY,
+    check_nucleus_p,
+    draw_categorical_rows,
+    draw_revealed_,
+    fill_rows_,
+    filter_logits,
+    official_nucleus,
+    race_moving_rows,
+    reveal_absorbing,
+    sample_categorical,
+    sample_categorical_rows,
+)
+from .analytic import AnalyticSampler, tweedie_denoise
 from .ancestral import AncestralSampler
-from .base import SAMPLERS, Sampler, SamplerOutput, get_sampler, register_sampler
-from .block_ancestral import BlockAncestralSampler
-from .categorical import filter_logits, sample_categorical
+from .base import (
+    SAMPLER_ALIASES,
+    SAMPLERS,
+    LazyProbsOutput,
+    Sampler,
+    SamplerOutput,
+    get_sampler,
+    register_sampler,
+    register_sampler_alias,
+)
 from .d3pm_ancestral import D3PMAncestralSampler
-from .first_hitting import FirstHittingSampler, official_nucleus
+from .euler import EulerSampler
+from .first_hitting import FirstHittingSampler
 from .metropolis_hastings import MetropolisHastingsSampler
 from .predictor_corrector import PredictorCorrectorSampler
-from .sedd import AnalyticSampler, EulerSampler, tweedie_denoise
-from .tau_leaping import CTMCEulerSampler, TauLeapingSampler
+from .tau_leaping import (
+    CTMCEulerSampler,
+    RateTerms,
+    TauLeapingSampler,
+    categorical_leap,
+    denoise_x0,
+    forward_rate_terms,
+    full_rates,
+    predictor_hazards,
+    reverse_rate_terms,
+    reverse_rates,
+)
 
 __all__ = [
+    "NEG_INFINITY",
     "SAMPLERS",
-    "AncestralSampler",
+    "SAMPLER_ALIASES",
     "AnalyticSampler",
+    "AncestralSampler",
     "CTMCEulerSampler",
-    "BlockAncestralSampler",
     "D3PMAncestralSampler",
     "EulerSampler",
+    "FirstHittingSampler",
+    "LazyProbsOutput",
     "MetropolisHastingsSampler",
     "PredictorCorrectorSampler",
-    "FirstHittingSampler",
+    "RateTerms",
     "Sampler",
     "SamplerOutput",
     "TauLeapingSampler",
+    "categorical_leap",
+    "check_nucleus_p",
+    "denoise_x0",
+    "draw_categorical_rows",
+    "draw_revealed_",
+    "fill_rows_",
     "filter_logits",
+    "forward_rate_terms",
+    "full_rates",
     "get_sampler",
     "official_nucleus",
+    "predictor_hazards",
+    "race_moving_rows",
     "register_sampler",
+    "register_sampler_alias",
+    "reveal_absorbing",
+    "reverse_rate_terms",
+    "reverse_rates",
     "sample_categorical",
+    "sample_categorical_rows",
     "tweedie_denoise",
 ]

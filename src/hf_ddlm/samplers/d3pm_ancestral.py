@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..categorical import draw_categorical_rows
 from ..processes.discrete_time import DiscreteTimeSchedule, d3pm_reverse_log_probs, log_stationary
+from ..processes.graphs import Graph
 from .base import Sampler, SamplerOutput, register_sampler
-from .tau_leaping import draw_categorical_rows
 
 
 @register_sampler
@@ -36,7 +37,12 @@ class D3PMAncestralSampler(Sampler):
     needs = "log_probs"
 
     def __init__(
-        self, graph, schedule, parameterization: str = "mixture", final_argmax: bool = False, return_probs: bool = False
+        self,
+        graph: Graph,
+        schedule: DiscreteTimeSchedule,
+        parameterization: str = "mixture",
+        final_argmax: bool = False,
+        return_probs: bool = False,
     ):
         super().__init__(graph, schedule)
         if not isinstance(schedule, DiscreteTimeSchedule):
@@ -47,7 +53,9 @@ class D3PMAncestralSampler(Sampler):
         self.final_argmax = final_argmax
         self.return_probs = return_probs
 
-    def set_timesteps(self, num_inference_steps: int, t_min: float | None = None, device=None) -> torch.Tensor:
+    def set_timesteps(
+        self, num_inference_steps: int, t_min: float | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         T = self.schedule.num_timesteps
         if (
             isinstance(num_inference_steps, bool)
@@ -61,7 +69,15 @@ class D3PMAncestralSampler(Sampler):
         self.timesteps = (k / T).to(device=device, dtype=torch.float32)
         return self.timesteps
 
-    def step(self, model_output, x_t, t, s, generator=None, uniform_noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         k_t, k_s = self.schedule.step_index(t), self.schedule.step_index(s)
         coef = self.schedule.coefficients(k_t, k_s)
         log_pi = log_stationary(self.graph, torch.float32, x_t.device)
@@ -107,6 +123,13 @@ class D3PMAncestralSampler(Sampler):
             x_s = torch.where((k_s == 0)[:, None], probs.argmax(-1) if probs is not None else x_s, x_s)
         return SamplerOutput(x_s, probs)
 
-    def denoise(self, model_output, x_t, t, generator=None, uniform_noise=None):
+    def denoise(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         """The grid already ends at x0: nothing is left to remove."""
         return SamplerOutput(x_t, None)

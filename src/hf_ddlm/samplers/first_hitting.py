@@ -1,6 +1,6 @@
 """First-hitting sampling of masked diffusion (Zheng et al. 2024, "Masked Diffusion Models are
 Secretly Time-Agnostic Masked Models and Exploit Inaccurate Categorical Sampling", sec. 4), the
-default sampler of BD3-LM, and the official nucleus filter.
+default sampler of BD3-LM.
 
 With mask probability proportional to t, a token masked at time t is unmasked, going backwards, at
 a time uniform on [0, t], independently of the others. Among n masked tokens the first one is
@@ -17,41 +17,24 @@ from __future__ import annotations
 
 import torch
 
-from ..processes.schedules import LogLinearSchedule
+from ..categorical import check_nucleus_p, official_nucleus, sample_categorical
+from ..processes.graphs import Graph
+from ..processes.schedules import LogLinearSchedule, NoiseSchedule
 from .base import Sampler, SamplerOutput, register_sampler
-from .categorical import sample_categorical
-
-
-def official_nucleus(probs: torch.Tensor, p: float) -> torch.Tensor:
-    """bd3lms ``_nucleus_sample``: sort descending, keep the entries whose cumulative mass is <= p
-    (and always the most likely one), renormalise. Unlike HF's ``top_p`` (``filter_logits``) the
-    token that crosses p is dropped, so the kept mass can be below p."""
-    if p >= 1.0:
-        return probs
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    keep = sorted_probs.cumsum(dim=-1) <= p
-    keep[..., 0] = True
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
-    return kept / kept.sum(dim=-1, keepdim=True)
-
-
-def check_nucleus_p(nucleus_p) -> float:
-    if not isinstance(nucleus_p, (int, float)) or isinstance(nucleus_p, bool) or not 0.0 < nucleus_p <= 1.0:
-        raise ValueError(f"nucleus_p must be a number in (0, 1], got {nucleus_p!r}")
-    return float(nucleus_p)
 
 
 @register_sampler
 class FirstHittingSampler(Sampler):
     """Reveals one masked token per step at the first-hitting time. ``nucleus_p`` is the official
     nucleus (applied to p_theta in float64, as the official code upcasts before sampling); the
-    loop's ``top_p`` is HF's variant. The generation loop calls ``next_time`` then ``step``."""
+    loop's ``top_p`` is HF's variant. It implements the first-hitting protocol of ``Sampler``: block
+    decoding calls ``next_time``, ``choose_positions`` and ``reveal``; other loops call ``step``."""
 
     name = "first_hitting"
     needs = "log_probs"
-    first_hitting = True  # the loop draws times with next_time instead of a grid
+    first_hitting = True
 
-    def __init__(self, graph, schedule, nucleus_p: float = 1.0):
+    def __init__(self, graph: Graph, schedule: NoiseSchedule, nucleus_p: float = 1.0):
         super().__init__(graph, schedule)
         if not graph.absorbing:
             raise ValueError("the first-hitting sampler needs an absorbing graph")
@@ -61,21 +44,30 @@ class FirstHittingSampler(Sampler):
             )
         self.nucleus_p = check_nucleus_p(nucleus_p)
 
-    def next_time(self, t: torch.Tensor, x_t: torch.Tensor, generator=None) -> torch.Tensor:
+    def next_time(
+        self, t: torch.Tensor, x_t: torch.LongTensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """s = t u^(1/n) per row, n = masked tokens of the row (rows with none keep t)."""
         n = (x_t == self.graph.mask_token_id).sum(-1)
         u = torch.rand(t.shape, generator=generator, device=t.device, dtype=torch.float64)
         s = t.double() * u ** (1.0 / n.clamp_min(1).double())
         return torch.where(n > 0, s, t.double()).to(t.dtype)
 
-    def choose_positions(self, x_t: torch.Tensor, generator=None) -> torch.Tensor:
+    def choose_positions(self, x_t: torch.LongTensor, generator: torch.Generator | None = None) -> torch.LongTensor:
         """The position revealed next, uniform among each row's masked ones ([B, 1]). It does not
         depend on p_theta, so the network only needs its output there (``reveal``)."""
         masked = x_t == self.graph.mask_token_id
         order = torch.rand(x_t.shape, generator=generator, device=x_t.device).masked_fill(~masked, -1.0)
         return order.argmax(-1, keepdim=True)
 
-    def reveal(self, log_probs, x_t, positions, generator=None, uniform_noise=None):
+    def reveal(
+        self,
+        log_probs: torch.Tensor,
+        x_t: torch.LongTensor,
+        positions: torch.LongTensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         """Draws the token at ``positions`` [B, 1] from ``log_probs`` [B, V] (p_theta there, in
         float64 as the official code) and writes it; rows without a masked token are unchanged."""
         probs = official_nucleus(log_probs.double().exp(), self.nucleus_p)
@@ -85,7 +77,15 @@ class FirstHittingSampler(Sampler):
         )
         return SamplerOutput(torch.where(reveal, token[:, None], x_t), probs)
 
-    def step(self, model_output, x_t, t, s, generator=None, uniform_noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         """``choose_positions`` then ``reveal`` with the full output [B, L, V]. ``probs`` [B, V] are
         the weights of the draw; ``uniform_noise`` is [B, V] (or [B, L, V], read at the position)."""
         positions = self.choose_positions(x_t, generator)
@@ -94,7 +94,14 @@ class FirstHittingSampler(Sampler):
             uniform_noise = uniform_noise.gather(1, positions[..., None].expand(-1, 1, uniform_noise.shape[-1]))[:, 0]
         return self.reveal(chosen, x_t, positions, generator, uniform_noise)
 
-    def denoise(self, model_output, x_t, t, generator=None, uniform_noise=None):
+    def denoise(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         """Any masked token left: the argmax of p_theta (never needed by the first-hitting loop)."""
         x0 = model_output.argmax(dim=-1)
         return SamplerOutput(torch.where(x_t == self.graph.mask_token_id, x0, x_t), model_output.exp())

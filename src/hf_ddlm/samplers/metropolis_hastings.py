@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ..processes.graphs import Graph
+from ..processes.schedules import NoiseSchedule
 from .base import Sampler, SamplerOutput, register_sampler
 
 
@@ -24,7 +26,9 @@ class MetropolisHastingsSampler(Sampler):
     name = "metropolis_hastings"
     needs = "concrete_score"
 
-    def set_timesteps(self, num_inference_steps: int, t_min: float = 1e-5, device=None) -> torch.Tensor:
+    def set_timesteps(
+        self, num_inference_steps: int, t_min: float = 1e-5, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(
                 "num_inference_steps (the number of Metropolis-Hastings steps) must be an integer >= 1, "
@@ -33,11 +37,19 @@ class MetropolisHastingsSampler(Sampler):
         self.timesteps = torch.ones(num_inference_steps + 1, device=device)
         return self.timesteps
 
-    def __init__(self, graph, schedule, return_probs: bool = False):
+    def __init__(self, graph: Graph, schedule: NoiseSchedule | None, return_probs: bool = False):
         super().__init__(graph, schedule)
         self.return_probs = return_probs
 
-    def step(self, model_output, x_t, t=None, s=None, generator=None, uniform_noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor | None = None,
+        s: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         b, length, v = model_output.shape
         rows = torch.arange(b, device=x_t.device)
         d = torch.randint(0, length, (b,), generator=generator, device=x_t.device)
@@ -53,6 +65,13 @@ class MetropolisHastingsSampler(Sampler):
             probs = move.scatter(-1, x_t.unsqueeze(-1), (stay / length)[:, None, None].expand(b, length, 1))
         return SamplerOutput(x_new, probs)
 
-    def denoise(self, model_output, x_t, t=None, generator=None, uniform_noise=None):
+    def denoise(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         """MH has no noise to remove."""
         return SamplerOutput(x_t, None)

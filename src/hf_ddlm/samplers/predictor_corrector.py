@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import register_sampler
+from ..processes.graphs import Graph
+from ..processes.schedules import NoiseSchedule
+from .base import SamplerOutput, register_sampler
 from .tau_leaping import RateTerms, TauLeapingSampler, categorical_leap, forward_rate_terms, reverse_rate_terms
 
 
@@ -33,8 +35,8 @@ class PredictorCorrectorSampler(TauLeapingSampler):
 
     def __init__(
         self,
-        graph,
-        schedule,
+        graph: Graph,
+        schedule: NoiseSchedule,
         num_corrector_steps: int = 1,
         corrector_step_multiplier: float = 1.0,
         corrector_entry_time: float = 1.0,
@@ -57,7 +59,7 @@ class PredictorCorrectorSampler(TauLeapingSampler):
         self.corrector_jump_rule = corrector_jump_rule
         self.predictor_step = None
 
-    def _grid(self, num_predictor_steps, t_min):
+    def _grid(self, num_predictor_steps: int, t_min: float) -> list[float]:
         times = torch.linspace(1, t_min, num_predictor_steps + 1, dtype=torch.float64).tolist()
         grid = [times[0]]
         for tau in times[1:]:
@@ -66,7 +68,9 @@ class PredictorCorrectorSampler(TauLeapingSampler):
                 grid += [tau] * self.num_corrector_steps
         return grid
 
-    def set_timesteps(self, num_inference_steps: int, t_min: float = 1e-5, device=None) -> torch.Tensor:
+    def set_timesteps(
+        self, num_inference_steps: int, t_min: float = 1e-5, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         super().set_timesteps(num_inference_steps, t_min, device)  # validates
         n = num_inference_steps
         lo, hi = 1, n  # the most predictor steps whose grid fits in n calls (its length grows with p)
@@ -80,7 +84,15 @@ class PredictorCorrectorSampler(TauLeapingSampler):
         self.timesteps = torch.tensor(grid, dtype=torch.float32, device=device)
         return self.timesteps
 
-    def step(self, model_output, x_t, t, s, generator=None, uniform_noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         if not torch.equal(t, s):
             return super().step(model_output, x_t, t, s, generator, uniform_noise)
         if self.predictor_step is None:

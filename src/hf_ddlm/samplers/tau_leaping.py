@@ -33,8 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..categorical import draw_categorical_rows
+from ..processes.graphs import Graph, uniform_ratio_offset
+from ..processes.schedules import NoiseSchedule
 from .base import Sampler, SamplerOutput, register_sampler
-from .categorical import sample_categorical
 
 JUMP_RULES = ("poisson", "euler")
 
@@ -49,7 +51,9 @@ class RateTerms:
     u: str
 
 
-def reverse_rate_terms(graph, schedule, log_p0, x_t, t) -> RateTerms:
+def reverse_rate_terms(
+    graph: Graph, schedule: NoiseSchedule, log_p0: torch.Tensor, x_t: torch.LongTensor, t: torch.Tensor
+) -> RateTerms:
     """R-hat_t(x_t, .) from p~(x0 | x_t): the closed forms of the module docstring."""
     level = schedule(t)
     sigma, dsigma = level.sigma.float()[:, None], level.dsigma.float()[:, None]
@@ -59,11 +63,11 @@ def reverse_rate_terms(graph, schedule, log_p0, x_t, t) -> RateTerms:
         return RateTerms(torch.zeros_like(c), c, "mask")
     n = graph.vocab_size
     log_px = torch.gather(log_p0.float(), -1, x_t.unsqueeze(-1)).squeeze(-1).clamp_max(0.0)
-    stay = -torch.expm1(log_px) + log_px.exp() * esigm1 / (n + esigm1)
+    stay = uniform_ratio_offset(log_px, esigm1, n)
     return RateTerms(dsigma / n * stay, (dsigma / esigm1).expand_as(stay), "uniform")
 
 
-def forward_rate_terms(graph, schedule, x_t, t) -> RateTerms:
+def forward_rate_terms(graph: Graph, schedule: NoiseSchedule, x_t: torch.LongTensor, t: torch.Tensor) -> RateTerms:
     """The forward rates out of x_t, R_t(x_t, .) = dsigma Q(x_t, .), in the same form (c = 0)."""
     dsigma = schedule(t).dsigma.float()[:, None].expand(x_t.shape)
     if graph.absorbing:
@@ -71,7 +75,7 @@ def forward_rate_terms(graph, schedule, x_t, t) -> RateTerms:
     return RateTerms(dsigma / graph.vocab_size, torch.zeros_like(dsigma), "uniform")
 
 
-def full_rates(terms: RateTerms, graph, log_p0, x_t) -> torch.Tensor:
+def full_rates(terms: RateTerms, graph: Graph, log_p0: torch.Tensor, x_t: torch.LongTensor) -> torch.Tensor:
     """The rate terms as a [B, L, V] tensor (0 at x^d)."""
     v = graph.vocab_size
     if terms.u == "uniform":
@@ -83,17 +87,26 @@ def full_rates(terms: RateTerms, graph, log_p0, x_t) -> torch.Tensor:
     return rates.scatter(-1, x_t.unsqueeze(-1), 0.0).clamp_min(0.0)
 
 
-def reverse_rates(graph, schedule, log_p0, x_t, t) -> torch.Tensor:
+def reverse_rates(
+    graph: Graph, schedule: NoiseSchedule, log_p0: torch.Tensor, x_t: torch.LongTensor, t: torch.Tensor
+) -> torch.Tensor:
     """R-hat_t(x_t, y) for every y ([B, L, V], 0 at x^d). For analysis and tests; samplers use the terms."""
     return full_rates(reverse_rate_terms(graph, schedule, log_p0, x_t, t), graph, log_p0, x_t)
 
 
-def _scale(terms: RateTerms, a_scale, c_scale=None) -> RateTerms:
+def _scale(terms: RateTerms, a_scale: torch.Tensor, c_scale: torch.Tensor | None = None) -> RateTerms:
     c_scale = a_scale if c_scale is None else c_scale
     return RateTerms(terms.a * a_scale, terms.c * c_scale, terms.u)
 
 
-def predictor_hazards(graph, schedule, log_p0, x_t, t, s) -> RateTerms:
+def predictor_hazards(
+    graph: Graph,
+    schedule: NoiseSchedule,
+    log_p0: torch.Tensor,
+    x_t: torch.LongTensor,
+    t: torch.Tensor,
+    s: torch.Tensor,
+) -> RateTerms:
     """Expected jump counts over the step t -> s, as rate terms: h R-hat_t for uniform noise; for
     absorbing noise the exact integral log((1 - alpha_t)/(1 - alpha_s)) p~(y) at masked positions
     (finite even at t = 1 when alpha_1 = 0, where dsigma and e^sigma - 1 are both infinite)."""
@@ -104,7 +117,7 @@ def predictor_hazards(graph, schedule, log_p0, x_t, t, s) -> RateTerms:
     return RateTerms(torch.zeros_like(c), c, "mask")
 
 
-def _move_probability(lam, rule, first_jump):
+def _move_probability(lam: torch.Tensor, rule: str, first_jump: bool) -> torch.Tensor:
     if rule == "poisson":
         return -torch.expm1(-lam) if first_jump else lam * torch.exp(-lam)
     if rule == "euler":
@@ -112,33 +125,16 @@ def _move_probability(lam, rule, first_jump):
     raise ValueError(f"jump rule must be one of {JUMP_RULES}, got {rule!r}")
 
 
-def draw_categorical_rows(log_w, rows, generator, uniform_noise, exclude=None, log_shift=None):
-    """One categorical draw from log-weights for each selected position, on those rows only. By
-    inverse CDF (one uniform per row, not one per token: a cumulative sum and a binary search); with
-    ``uniform_noise`` (tests, goldens) by the shared exponential race on that noise instead."""
-    log_w = log_w[rows].float()  # ``rows`` is a boolean mask over positions: this is a copy, edited in place below
-    if exclude is not None:  # the current token is not a target
-        log_w.scatter_(-1, exclude.unsqueeze(-1), float("-inf"))
-    if log_shift is not None:  # reweight the current token (D3PM's mixture weights)
-        idx, shift = log_shift
-        log_w.scatter_add_(-1, idx.unsqueeze(-1), shift.unsqueeze(-1))
-    if uniform_noise is not None:
-        return sample_categorical(torch.softmax(log_w, dim=-1), generator, uniform_noise[rows])
-    cdf = torch.cumsum(log_w.sub_(log_w.max(-1, keepdim=True).values).exp_(), dim=-1)
-    u = torch.rand((*cdf.shape[:-1], 1), generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
-
-
 def categorical_leap(
     hazards: RateTerms,
-    graph,
-    log_p0,
-    x,
-    rule="poisson",
-    first_jump=False,
-    generator=None,
-    uniform_noise=None,
-    return_probs=False,
+    graph: Graph,
+    log_p0: torch.Tensor,
+    x: torch.LongTensor,
+    rule: str = "poisson",
+    first_jump: bool = False,
+    generator: torch.Generator | None = None,
+    uniform_noise: torch.Tensor | None = None,
+    return_probs: bool = False,
 ) -> SamplerOutput:
     """One leap with expected jump counts H(y) = a u(y) + c p~(y) (y != x), per position.
 
@@ -182,7 +178,13 @@ def categorical_leap(
 
 
 def denoise_x0(
-    graph, model_output, x_t, final_step="argmax", generator=None, uniform_noise=None, return_probs=False
+    graph: Graph,
+    model_output: torch.Tensor,
+    x_t: torch.LongTensor,
+    final_step: str = "argmax",
+    generator: torch.Generator | None = None,
+    uniform_noise: torch.Tensor | None = None,
+    return_probs: bool = False,
 ) -> SamplerOutput:
     """The last step at t_min: x0 from p~(x0 | x_t) per position, by argmax (tau-LDR) or by a draw.
     Under absorbing noise unmasked tokens are kept."""
@@ -217,14 +219,22 @@ class TauLeapingSampler(Sampler):
     needs = "log_probs"
     jump_rule = "poisson"
 
-    def __init__(self, graph, schedule, final_step: str = "argmax", return_probs: bool = False):
+    def __init__(self, graph: Graph, schedule: NoiseSchedule, final_step: str = "argmax", return_probs: bool = False):
         super().__init__(graph, schedule)
         if final_step not in ("argmax", "sample"):
             raise ValueError(f"final_step must be 'argmax' or 'sample', got {final_step!r}")
         self.final_step = final_step
         self.return_probs = return_probs
 
-    def step(self, model_output, x_t, t, s, generator=None, uniform_noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         hazards = predictor_hazards(self.graph, self.schedule, model_output, x_t, t, s)
         return categorical_leap(
             hazards,
@@ -238,7 +248,14 @@ class TauLeapingSampler(Sampler):
             self.return_probs,
         )
 
-    def denoise(self, model_output, x_t, t, generator=None, uniform_noise=None):
+    def denoise(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
         return denoise_x0(self.graph, model_output, x_t, self.final_step, generator, uniform_noise, self.return_probs)
 
 

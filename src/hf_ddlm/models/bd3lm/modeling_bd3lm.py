@@ -29,7 +29,7 @@ from ...backbones.attention import (
     materialize_mask,
     with_key_padding,
 )
-from ...generation.mixin import DiffusionGenerationMixin
+from ...generation.block_decoding import BlockDiffusionGenerationMixin
 from ...objectives import masked_diffusion_nelbo
 from ...parameterizations import subs_log_probs
 from ...processes import TimeSampler
@@ -49,14 +49,13 @@ class BD3LMPreTrainedModel(DiffusionPreTrainedModel):
             init.copy_(module.sampling_eps_max, torch.tensor(float(module.config.sampling_eps_max)))
 
 
-class BD3LMForDiffusionLM(BD3LMPreTrainedModel, DiffusionGenerationMixin):
+class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
     """``logits`` are the SUBS log-probabilities log p_theta(x0 | x_t) [B, L, V] of the x_t half (or
     of the tokens fed in sampling mode); ``loss`` the token-mean NELBO (the official reduction);
     ``timesteps`` the per-token t [B, L]."""
 
     default_sampler = "first_hitting"
     model_output_kind = "log_probs"
-    is_block_diffusion = True  # generate() decodes block by block
     # bd3lms caps the conditioning sigma at sigma(1) of its eps = 1e-3 log-linear noise, so t = 1
     # (sigma = inf under the eps = 0 masking schedule) embeds finitely
     max_conditioning_sigma = -math.log(1e-3)
