@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..generation.block_decoding import BlockDiffusionGenerationMixin
 from ..generation.infill import parse_infill_pattern
 from .arguments import add_shared, positive_int
 from .common import CLIError, load_model, load_tokenizer
@@ -106,6 +105,7 @@ def run(args) -> int:
     live = args.live if args.live is not None else sys.stdout.isatty()
     streamer = None
     if live:
+        from ..generation.block_decoding import BlockDiffusionGenerationMixin
         from ..streamers import LiveDenoisingStreamer
 
         streamer = LiveDenoisingStreamer(
