@@ -101,6 +101,7 @@ def strict_config(cls):
     checked_setattr, checked_validate = cls.__setattr__, cls.validate
 
     def __setattr__(self, name, value):
+        name = self.attribute_map.get(name, name)  # an official alias (n_heads) is checked as its field
         try:
             checked_setattr(self, name, value)
         except StrictDataclassFieldValidationError as error:
@@ -156,9 +157,6 @@ class DiffusionConfig(PreTrainedConfig):
     loss_reduction: LossReduction = "token_mean"
 
     def __post_init__(self, **kwargs):
-        for alias, name in self.attribute_map.items():  # set through the field, so that it is checked
-            if alias in kwargs:
-                setattr(self, name, kwargs.pop(alias))
         self.graph = GRAPH_ALIASES.get(self.graph, self.graph)
         if self.graph == "absorbing" and self.mask_token_id is None:
             self.mask_token_id = self.vocab_size - 1
