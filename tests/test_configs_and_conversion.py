@@ -356,3 +356,25 @@ def test_from_pretrained_overrides_are_validated_and_rederive_the_mask_id(tmp_pa
     assert config.hidden_size == 64 and unused == {"unknown_key": 1}  # official alias honoured
     with pytest.raises(ValueError, match="noise_schedule must be one of"):
         MDLMConfig.from_pretrained(tmp_path, noise_schedule="bogus")
+
+
+def test_official_sedd_folders_load_without_patching_auto_config(tmp_path):
+    """AutoConfig is transformers' own; AutoModel / AutoModelForMaskedLM fall back to
+    SEDDForDiffusionLM only on an official SEDD folder (see hf_ddlm.models.auto)."""
+    from hf_ddlm import SEDDConfig
+
+    official, *_ = load_golden("sedd", "uniform_geometric")
+    assert not hasattr(AutoConfig.from_pretrained, "__wrapped__")
+    with pytest.raises(ValueError, match="model_type"):
+        AutoConfig.from_pretrained(official)  # stock behaviour: no model_type, no config class
+    config = SEDDConfig.from_pretrained(official)  # the class is named: the official layout is mapped
+    assert (config.graph, config.noise_schedule, config.sigma_max) == ("uniform", "geometric", 20)
+    for auto_class in (AutoModel, AutoModelForMaskedLM):
+        model = auto_class.from_pretrained(official, dtype=torch.float64, dropout=0.0)
+        assert type(model) is SEDDForDiffusionLM and model.config.dropout == 0.0
+        assert next(model.parameters()).dtype == torch.float64
+    other = tmp_path / "no-model-type"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(ValueError, match="model_type"):  # any other folder without model_type: as before
+        AutoModel.from_pretrained(other)

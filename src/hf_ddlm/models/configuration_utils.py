@@ -4,20 +4,128 @@ A config holds what defines the model's distribution (graph, schedule, time cond
 objective); sampler settings live in ``generation_config.json`` (``DiffusionGenerationConfig``).
 The official checkpoints' names (``hidden_dim``, ``n_blocks``, ``n_heads``, ``model_length``) are
 accepted as aliases through ``attribute_map``.
+
+Validation is declarative, as in transformers' own v5 configs: each field's annotation (``int``,
+``Number``, ``bool``, a ``Literal`` of the allowed names) and its validator (``positive``,
+``interval``) are checked whenever the field is set, and every ``validate_*`` method (the rules
+between fields, ``validate_architecture`` among them) runs after ``__init__`` and at
+``save_pretrained``. See :func:`strict_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
+import typing
+from typing import Literal
 
+from huggingface_hub.dataclasses import strict, validated_field
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from transformers import PreTrainedConfig
 
 from ..processes.graphs import GRAPH_ALIASES, GRAPHS
-from ..processes.schedules import SCHEDULES
+from ..processes.schedules import SCHEDULES, get_schedule
 
-LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
+Number = int | float  # a float field also takes an int: JSON writes 20.0 as 20 (SEDD's sigma_max)
+GraphName = Literal[(*GRAPHS, *GRAPH_ALIASES)]
+ScheduleName = Literal[tuple(SCHEDULES)]
+AbsorbingGraphName = Literal["absorbing", "absorb"]  # a method defined for the absorbing graph only
+LossReduction = Literal["token_mean", "sequence_sum"]  # sequence_sum: per-sequence sum, batch mean
 
 
+class _OutOfRange(ValueError):
+    """Raised by the validators of this module; the message reads after the field name."""
+
+
+def interval(min=None, max=None, exclude_min=False, exclude_max=False):
+    """A field factory, ``x: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=1e-3)``
+    (the form of ``transformers.utils.type_validators.interval``): the value must lie in the
+    interval. ``None`` passes (a default that ``__post_init__`` fills in)."""
+    if min is not None and max is not None:
+        allowed = f"in {'(' if exclude_min else '['}{min}, {max}{')' if exclude_max else ']'}"
+    elif min is not None:
+        allowed = f"{'>' if exclude_min else '>='} {min}"
+    else:
+        allowed = f"{'<' if exclude_max else '<='} {max}"
+
+    def check(value):
+        if value is None:
+            return
+        below = min is not None and (value <= min if exclude_min else value < min)
+        above = max is not None and (value >= max if exclude_max else value > max)
+        if below or above:
+            raise _OutOfRange(f"must be {allowed}")
+
+    def field(default=dataclasses.MISSING):
+        return validated_field(check, default=default)
+
+    return field
+
+
+positive = interval(min=0, exclude_min=True)  # ``n: int = positive(default=12)``: an int (or number) > 0
+
+
+def _allowed(annotation) -> str:
+    """What a type annotation allows, in words (for the error messages)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return f"one of {list(args)}"
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        words = ["a number"] if set(kinds) == {int, float} else [_allowed(a) for a in kinds]
+        return " or ".join(words + (["None"] if len(kinds) < len(args) else []))
+    names = {int: "an integer", float: "a float", bool: "True or False", str: "a string", list: "a list"}
+    return names.get(origin or annotation, str(annotation))
+
+
+def strict_config(cls):
+    """huggingface_hub's ``@strict`` for a config class, as transformers applies it to its own
+    configs, with two adaptations:
+
+    * annotations written as strings (``from __future__ import annotations``, also added by the
+      Hub export) are resolved first, else ``@strict`` would skip their type checks;
+    * a failure is raised as a ``ValueError`` naming the field, what it allows and the value
+      (``noise_schedule must be one of [...], got 'bogus'``), the form of every error in hf_ddlm,
+      instead of huggingface_hub's ``StrictDataclass*Error`` (which are not ValueErrors).
+
+    Every config class must carry it (subclasses too): ``@strict`` collects the fields and the
+    ``validate_*`` methods of the class it decorates.
+    """
+    module = sys.modules.get(cls.__module__)
+    own = cls.__dict__.get("__annotations__", {})
+    for f in dataclasses.fields(cls):
+        if isinstance(f.type, str) and f.name in own and module is not None:
+            f.type = eval(f.type, vars(module))  # what typing.get_type_hints does, for one field
+    cls = strict(cls)
+    checked_setattr, checked_validate = cls.__setattr__, cls.validate
+
+    def __setattr__(self, name, value):
+        name = self.attribute_map.get(name, name)  # an official alias (n_heads) is checked as its field
+        try:
+            checked_setattr(self, name, value)
+        except StrictDataclassFieldValidationError as error:
+            cause = error.__cause__
+            if isinstance(cause, _OutOfRange):
+                message = f"{name} {cause}, got {value!r}"
+            elif isinstance(cause, TypeError) and name in self.__dataclass_fields__:
+                message = f"{name} must be {_allowed(self.__dataclass_fields__[name].type)}, got {value!r}"
+            else:
+                message = f"{name}: {cause}"
+            raise ValueError(message) from None
+
+    def validate(self):
+        try:
+            checked_validate(self)
+        except StrictDataclassClassValidationError as error:
+            raise error.__cause__ from None  # the validate_* method's own ValueError
+
+    validate.__is_defined_by_strict_decorator__ = True  # lets ``@strict`` decorate subclasses again
+    cls.__setattr__, cls.validate = __setattr__, validate
+    return cls
+
+
+@strict_config
 class DiffusionConfig(PreTrainedConfig):
     attribute_map = {
         "hidden_dim": "hidden_size",
@@ -27,46 +135,31 @@ class DiffusionConfig(PreTrainedConfig):
     }
 
     # architecture (the DDiT backbone)
-    vocab_size: int = 50258  # every state, the mask token included (GPT-2's 50257 + 1)
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    cond_dim: int = 128  # width of the adaLN conditioning vector
-    mlp_ratio: int = 4
-    max_position_embeddings: int = 1024  # the training sequence length
-    dropout: float = 0.1
+    vocab_size: int = positive(default=50258)  # every state, the mask token included (GPT-2's 50257 + 1)
+    hidden_size: int = positive(default=768)
+    num_hidden_layers: int = positive(default=12)
+    num_attention_heads: int = positive(default=12)
+    cond_dim: int = positive(default=128)  # width of the adaLN conditioning vector
+    mlp_ratio: int = positive(default=4)
+    max_position_embeddings: int = positive(default=1024)  # the training sequence length
+    dropout: Number = interval(min=0.0, max=1.0)(default=0.1)
     # forward process
-    graph: str = "absorbing"  # "absorbing" (mask token = vocab_size - 1) or "uniform"
+    graph: GraphName = "absorbing"  # "absorbing" (mask token = vocab_size - 1) or "uniform"
     mask_token_id: int | None = None  # filled in: vocab_size - 1 for the absorbing graph
-    noise_schedule: str = "loglinear"  # "loglinear" or "geometric"
-    noise_eps: float = 1e-3  # loglinear: mask probability (1 - eps) t, so sigma(1) stays finite
-    sigma_min: float = 1e-4  # geometric only
-    sigma_max: float = 20.0  # geometric only
+    noise_schedule: ScheduleName = "loglinear"  # its parameters: the fields its class lists in config_fields
+    noise_eps: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=1e-3)  # loglinear: (1 - eps) t
+    sigma_min: Number = positive(default=1e-4)  # geometric only
+    sigma_max: Number = positive(default=20.0)  # geometric only
     time_conditioning: bool = True  # False: the backbone is conditioned on sigma = 0 (MDLM)
     # training objective
-    sampling_eps: float = 1e-3  # t is drawn in [sampling_eps, 1]
+    sampling_eps: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=1e-3)  # t ~ U[sampling_eps, 1]
     antithetic_sampling: bool = False  # low-discrepancy t over the batch (MDLM)
-    loss_reduction: str = "token_mean"  # or "sequence_sum" (per-sequence sum, batch mean)
+    loss_reduction: LossReduction = "token_mean"
 
     def __post_init__(self, **kwargs):
         self.graph = GRAPH_ALIASES.get(self.graph, self.graph)
-        if self.graph not in GRAPHS:
-            raise ValueError(f"graph must be one of {sorted(GRAPHS)}, got {self.graph!r}")
-        if self.noise_schedule not in SCHEDULES:
-            raise ValueError(f"noise_schedule must be one of {sorted(SCHEDULES)}, got {self.noise_schedule!r}")
-        if self.loss_reduction not in LOSS_REDUCTIONS:
-            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}")
-        if self.graph == "absorbing":
-            if self.mask_token_id is None:
-                self.mask_token_id = self.vocab_size - 1
-            if self.mask_token_id != self.vocab_size - 1:
-                raise ValueError(
-                    f"mask_token_id must be the last id (vocab_size - 1 = {self.vocab_size - 1}), got {self.mask_token_id}"
-                )
-        elif self.mask_token_id is not None:
-            raise ValueError("mask_token_id must be None for the uniform graph (it has no mask state)")
-        if not 0.0 <= self.sampling_eps < 1.0:
-            raise ValueError(f"sampling_eps must be in [0, 1), got {self.sampling_eps}")
+        if self.graph == "absorbing" and self.mask_token_id is None:
+            self.mask_token_id = self.vocab_size - 1
         if type(self).__module__.startswith("hf_ddlm."):
             # auto_map names a self-contained folder's code files; the library's own classes are
             # in use here, and save_pretrained writes auto_map again only with those files
@@ -76,7 +169,7 @@ class DiffusionConfig(PreTrainedConfig):
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """``PreTrainedConfig.from_dict``, but overrides of this config's own fields
-        (``from_pretrained(path, vocab_size=...)``) are folded in before ``__post_init__``, so they
+        (``from_pretrained(path, vocab_size=...)``) are folded in before ``__init__``, so they
         are validated and the fields derived from them are derived again: the absorbing mask id
         follows an overridden ``vocab_size`` (transformers would set them afterwards, unchecked)."""
         names = {f.name for f in dataclasses.fields(cls)}
@@ -99,16 +192,30 @@ class DiffusionConfig(PreTrainedConfig):
         return super().from_dict(config_dict, **kwargs)
 
     def validate_architecture(self):
-        if self.hidden_size % self.num_attention_heads != 0:
+        super().validate_architecture()
+        if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
             )
         if (self.hidden_size // self.num_attention_heads) % 2:
-            raise ValueError("the head dimension hidden_size / num_attention_heads must be even (rotary positions)")
+            raise ValueError(
+                f"the head dimension hidden_size / num_attention_heads = {self.hidden_size // self.num_attention_heads}"
+                " must be even (rotary positions rotate pairs of channels)"
+            )
+
+    def validate_mask_token_id(self):
+        if self.graph == "absorbing" and self.mask_token_id != self.vocab_size - 1:
+            raise ValueError(
+                f"mask_token_id must be the last id (vocab_size - 1 = {self.vocab_size - 1}), got {self.mask_token_id}"
+            )
+        if self.graph == "uniform" and self.mask_token_id is not None:
+            raise ValueError("mask_token_id must be None for the uniform graph (it has no mask state)")
+
+    def validate_noise_schedule(self):
+        """The schedule's own checks on its parameters (e.g. sigma_min < sigma_max)."""
+        get_schedule(self.noise_schedule, **self.schedule_kwargs())
 
     def schedule_kwargs(self) -> dict:
-        if self.noise_schedule == "loglinear":
-            return {"eps": self.noise_eps}
-        if self.noise_schedule == "cosine":
-            return {}
-        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+        """The arguments of the ``noise_schedule`` class, read from the config fields it names in
+        ``config_fields`` (``get_schedule(config.noise_schedule, **config.schedule_kwargs())``)."""
+        return {arg: getattr(self, name) for arg, name in SCHEDULES[self.noise_schedule].config_fields.items()}

@@ -52,9 +52,14 @@ class NoiseLevel:
 
 
 class NoiseSchedule:
-    """Base class: subclasses implement ``total_noise`` and ``rate_noise``."""
+    """Base class: subclasses implement ``total_noise`` and ``rate_noise``.
+
+    ``config_fields`` maps each constructor argument that a model config sets to the config field
+    holding it (``DiffusionConfig.schedule_kwargs`` reads it); arguments not listed keep their default.
+    """
 
     name: str = ""
+    config_fields: dict[str, str] = {}
 
     def total_noise(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -82,6 +87,7 @@ class LogLinearSchedule(NoiseSchedule):
     """
 
     name = "loglinear"
+    config_fields = {"eps": "noise_eps"}
 
     def __init__(self, eps: float = 1e-3):
         if not 0.0 <= eps < 1.0:
@@ -109,6 +115,7 @@ class GeometricSchedule(NoiseSchedule):
     """sigma(t) = sigma_min^(1-t) sigma_max^t (SEDD's geometric noise, used with the uniform graph)."""
 
     name = "geometric"
+    config_fields = {"sigma_min": "sigma_min", "sigma_max": "sigma_max"}
 
     def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0):
         if not 0.0 < sigma_min < sigma_max:
@@ -134,7 +141,7 @@ class CosineSchedule(NoiseSchedule):
     finite (about 46) instead of becoming -log(cos(pi/2)) with a rounding-dependent sign.
     """
 
-    name = "cosine"
+    name = "cosine"  # its offset s is not a config field: D3PM's 0.008 throughout
 
     def __init__(self, offset: float = 0.008):
         if not offset > 0.0:

@@ -3,11 +3,19 @@ Diffusion Language Models", ICLR 2025)."""
 
 from __future__ import annotations
 
-from ..configuration_utils import DiffusionConfig
+from typing import Literal
 
-ATTN_BACKENDS = ("sdpa", "flex")
+from ..configuration_utils import (
+    AbsorbingGraphName,
+    DiffusionConfig,
+    Number,
+    interval,
+    positive,
+    strict_config,
+)
 
 
+@strict_config
 class BD3LMConfig(DiffusionConfig):
     r"""Defaults are ``kuleshov-group/bd3lm-owt-block_size4``: MDLM's absorbing graph and SUBS
     parameterization applied block by block; mask probability exactly t (log-linear, eps = 0) so the
@@ -33,46 +41,30 @@ class BD3LMConfig(DiffusionConfig):
 
     model_type = "bd3lm"
 
-    block_size: int = 4
-    sampling_eps_min: float = 1e-3
-    sampling_eps_max: float = 1.0
+    graph: AbsorbingGraphName = "absorbing"  # MDLM's absorbing graph, block by block
+    noise_schedule: Literal["loglinear"] = "loglinear"
+    # mask probability exactly t, as bd3lms' LogLinearNoise (not MDLM's (1 - 1e-3) t)
+    noise_eps: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=0.0)
+    block_size: int = positive(default=4)
+    sampling_eps_min: Number = interval(min=0.0, max=1.0, exclude_min=True)(default=1e-3)
+    sampling_eps_max: Number = interval(min=0.0, max=1.0, exclude_min=True)(default=1.0)
     ignore_bos: bool = True
-    attn_backend: str = "sdpa"
+    attn_backend: Literal["sdpa", "flex"] = "sdpa"
     var_min: bool = True
-    noise_eps: float = 0.0  # mask probability t, as bd3lms' LogLinearNoise (not MDLM's (1 - 1e-3) t)
     time_conditioning: bool = False
     antithetic_sampling: bool = True  # stratified over batch x blocks
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        self.validate_block_diffusion()
-
     def validate_block_diffusion(self):
-        """Raises ValueError for a block size, noise range or backend this model cannot use."""
-        if self.graph != "absorbing":
-            raise ValueError("BD3-LM is defined for the absorbing graph only (graph='absorbing')")
-        if self.noise_schedule != "loglinear":
-            raise ValueError(
-                f"BD3-LM uses the log-linear schedule (noise_schedule='loglinear'), got {self.noise_schedule!r}"
-            )
+        """The rules between fields: the block size divides the model length, beta <= omega."""
         length = self.max_position_embeddings
-        if (
-            not isinstance(self.block_size, int)
-            or isinstance(self.block_size, bool)
-            or not 1 <= self.block_size <= length
-        ):
-            raise ValueError(f"block_size must be an integer in [1, model length = {length}], got {self.block_size!r}")
-        if length % self.block_size:
-            raise ValueError(f"the model length ({length}) must be a multiple of block_size ({self.block_size})")
-        beta, omega = self.sampling_eps_min, self.sampling_eps_max
-        if not (0.0 < beta <= 1.0 and 0.0 < omega <= 1.0):
+        if self.block_size > length or length % self.block_size:
             raise ValueError(
-                f"the clipped noise range [sampling_eps_min, sampling_eps_max] must lie in (0, 1], got [{beta}, {omega}]"
+                f"block_size ({self.block_size}) must divide the model length (max_position_embeddings = {length})"
             )
-        if beta > omega:
-            raise ValueError(f"sampling_eps_min ({beta}) must not exceed sampling_eps_max ({omega})")
-        if self.attn_backend not in ATTN_BACKENDS:
-            raise ValueError(f"attn_backend must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}")
+        if self.sampling_eps_min > self.sampling_eps_max:
+            raise ValueError(
+                f"sampling_eps_min ({self.sampling_eps_min}) must not exceed sampling_eps_max ({self.sampling_eps_max})"
+            )
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):

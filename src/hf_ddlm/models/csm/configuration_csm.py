@@ -3,11 +3,12 @@ Generalized Score Matching for Discrete Data", NeurIPS 2022)."""
 
 from __future__ import annotations
 
-from ..configuration_utils import DiffusionConfig
+from typing import Literal
 
-SCORE_PARAMETERIZATIONS = ("linear", "exp")
+from ..configuration_utils import DiffusionConfig, positive, strict_config
 
 
+@strict_config
 class CSMConfig(DiffusionConfig):
     r"""The concrete score c_theta(x) over Hamming-1 neighbours as a D x S table from the DDiT backbone.
 
@@ -23,24 +24,7 @@ class CSMConfig(DiffusionConfig):
 
     model_type = "csm"
 
-    graph: str = "uniform"
-    time_conditioning: bool = False
-    score_parameterization: str = "linear"
-    num_neighbour_samples: int = 1
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        if self.graph != "uniform":
-            raise ValueError(f"CSM needs graph='uniform' (Hamming-1 neighbours over every token), got {self.graph!r}")
-        if self.time_conditioning:
-            raise ValueError("CSM has no time: time_conditioning must be False")
-        if self.score_parameterization not in SCORE_PARAMETERIZATIONS:
-            raise ValueError(
-                f"score_parameterization must be one of {SCORE_PARAMETERIZATIONS}, got {self.score_parameterization!r}"
-            )
-        if (
-            isinstance(self.num_neighbour_samples, bool)
-            or not isinstance(self.num_neighbour_samples, int)
-            or self.num_neighbour_samples < 1
-        ):
-            raise ValueError(f"num_neighbour_samples must be an integer >= 1, got {self.num_neighbour_samples!r}")
+    graph: Literal["uniform"] = "uniform"  # Hamming-1 neighbours over every token
+    time_conditioning: Literal[False] = False  # CSM has no time
+    score_parameterization: Literal["linear", "exp"] = "linear"
+    num_neighbour_samples: int = positive(default=1)

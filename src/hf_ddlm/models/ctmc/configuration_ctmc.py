@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from ..configuration_utils import DiffusionConfig
+from typing import Literal
 
-CTMC_ESTIMATORS = ("one_pass", "exact")
+from ..configuration_utils import DiffusionConfig, GraphName, Number, ScheduleName, interval, strict_config
 
 
+@strict_config
 class CTMCConfig(DiffusionConfig):
     r"""A CTMC with rates R_t = beta(t) R, beta = dsigma/dt, on the DDiT backbone; the network
     predicts p~(x0 | x_t) and the reverse rates follow in closed form.
@@ -30,12 +31,13 @@ class CTMCConfig(DiffusionConfig):
 
     model_type = "ctmc"
 
-    graph: str = "uniform"
-    noise_schedule: str | None = None
-    noise_eps: float | None = None
+    graph: GraphName = "uniform"
+    # None: the graph's defaults (see above), filled in by __post_init__
+    noise_schedule: ScheduleName | None = None
+    noise_eps: Number | None = interval(min=0.0, max=1.0, exclude_max=True)(default=None)
     time_conditioning: bool | None = None
-    ctmc_estimator: str = "one_pass"
-    hybrid_loss_coeff: float = 0.001
+    ctmc_estimator: Literal["one_pass", "exact"] = "one_pass"
+    hybrid_loss_coeff: Number = interval(min=0.0)(default=0.001)
 
     def __post_init__(self, **kwargs):
         absorbing = self.graph in ("absorbing", "absorb")
@@ -46,7 +48,3 @@ class CTMCConfig(DiffusionConfig):
         if self.noise_eps is None:
             self.noise_eps = 0.0 if absorbing else 1e-3
         super().__post_init__(**kwargs)
-        if self.ctmc_estimator not in CTMC_ESTIMATORS:
-            raise ValueError(f"ctmc_estimator must be one of {CTMC_ESTIMATORS}, got {self.ctmc_estimator!r}")
-        if not self.hybrid_loss_coeff >= 0:
-            raise ValueError(f"hybrid_loss_coeff must be >= 0, got {self.hybrid_loss_coeff}")

@@ -3,13 +3,14 @@ State-Spaces", NeurIPS 2021)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ...processes.discrete_time import DiscreteTimeSchedule
 from ...processes.schedules import get_schedule
-from ..configuration_utils import DiffusionConfig
-
-REVERSE_PARAMETERIZATIONS = ("mixture", "paper")
+from ..configuration_utils import DiffusionConfig, Number, ScheduleName, interval, positive, strict_config
 
 
+@strict_config
 class D3PMConfig(DiffusionConfig):
     r"""Discrete-time D3PM with T steps on the DDiT backbone.
 
@@ -30,13 +31,14 @@ class D3PMConfig(DiffusionConfig):
 
     model_type = "d3pm"
 
-    num_timesteps: int = 1000
-    noise_schedule: str | None = None
-    noise_eps: float = 0.0
-    betas: list[float] | None = None
-    max_beta: float | None = None
-    hybrid_loss_coeff: float | None = None
-    reverse_parameterization: str = "mixture"
+    num_timesteps: int = positive(default=1000)
+    # None: the graph's defaults (see above), filled in by __post_init__
+    noise_schedule: ScheduleName | None = None
+    noise_eps: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=0.0)
+    betas: list[Number] | None = None
+    max_beta: Number | None = interval(min=0.0, max=1.0, exclude_min=True)(default=None)
+    hybrid_loss_coeff: Number | None = interval(min=0.0)(default=None)
+    reverse_parameterization: Literal["mixture", "paper"] = "mixture"
 
     def __post_init__(self, **kwargs):
         absorbing = self.graph in ("absorbing", "absorb")
@@ -47,16 +49,10 @@ class D3PMConfig(DiffusionConfig):
         if self.hybrid_loss_coeff is None:
             self.hybrid_loss_coeff = 0.01 if absorbing else 0.0
         super().__post_init__(**kwargs)
-        if isinstance(self.num_timesteps, bool) or not isinstance(self.num_timesteps, int) or self.num_timesteps < 1:
-            raise ValueError(f"num_timesteps must be an integer >= 1, got {self.num_timesteps!r}")
-        if self.reverse_parameterization not in REVERSE_PARAMETERIZATIONS:
-            raise ValueError(
-                f"reverse_parameterization must be one of {REVERSE_PARAMETERIZATIONS}, "
-                f"got {self.reverse_parameterization!r}"
-            )
-        if not self.hybrid_loss_coeff >= 0:
-            raise ValueError(f"hybrid_loss_coeff must be >= 0, got {self.hybrid_loss_coeff}")
-        self.discrete_schedule()  # raises on betas outside (0, 1]
+
+    def validate_betas(self):
+        """Explicit betas: T of them, each in (0, 1) and beta_T in (0, 1] (checked by building the schedule)."""
+        self.discrete_schedule()
 
     def discrete_schedule(self) -> DiscreteTimeSchedule:
         base = None if self.betas is not None else get_schedule(self.noise_schedule, **self.schedule_kwargs())

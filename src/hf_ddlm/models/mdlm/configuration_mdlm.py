@@ -3,22 +3,19 @@ NeurIPS 2024)."""
 
 from __future__ import annotations
 
-from ..configuration_utils import DiffusionConfig
+from ..configuration_utils import AbsorbingGraphName, DiffusionConfig, strict_config
 
 
+@strict_config
 class MDLMConfig(DiffusionConfig):
     """Defaults are ``mdlm-owt``: absorbing graph, log-linear noise (eps 1e-3), no time conditioning
     (the backbone sees sigma = 0), low-discrepancy t, token-mean NELBO."""
 
     model_type = "mdlm"
 
+    graph: AbsorbingGraphName = "absorbing"  # MDLM is defined for the absorbing graph only
     time_conditioning: bool = False
     antithetic_sampling: bool = True
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        if self.graph != "absorbing":
-            raise ValueError("MDLM is defined for the absorbing graph only (graph='absorbing')")
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):

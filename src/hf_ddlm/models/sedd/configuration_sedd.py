@@ -3,9 +3,10 @@ the Data Distribution", ICML 2024)."""
 
 from __future__ import annotations
 
-from ..configuration_utils import DiffusionConfig
+from ..configuration_utils import DiffusionConfig, LossReduction, strict_config
 
 
+@strict_config
 class SEDDConfig(DiffusionConfig):
     r"""Defaults are ``sedd-small`` (absorbing graph, log-linear noise, GPT-2 vocabulary + mask).
 
@@ -17,12 +18,14 @@ class SEDDConfig(DiffusionConfig):
     model_type = "sedd"
 
     scale_by_sigma: bool | None = None
-    loss_reduction: str = "sequence_sum"  # the official loss: sum over positions, mean over the batch
+    loss_reduction: LossReduction = "sequence_sum"  # the official loss: sum over positions, mean over the batch
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.scale_by_sigma is None:
             self.scale_by_sigma = self.graph == "absorbing"
+
+    def validate_absorbing_only_options(self):
         if self.scale_by_sigma and self.graph != "absorbing":
             raise ValueError("scale_by_sigma=True is only defined for the absorbing graph")
         if not self.time_conditioning and self.graph != "absorbing":
