@@ -1,6 +1,6 @@
 """Exactness with an oracle: the models driven by the exact scores / posteriors of an enumerable p_data.
 
-``ExactOracle`` (``hf_ddlm.testing_utils``) enumerates a full-support p_data over length-3
+``ExactOracle`` (``hf_ddlm.testing``) enumerates a full-support p_data over length-3
 sequences on a 3-token clean vocabulary and computes, from the definition of the forward kernel,
 p(x0^i | x_t) and the concrete score p_t(y) / p_t(x_t). ``oracle_model`` plugs them into
 ``SEDDForDiffusionLM`` / ``MDLMForDiffusionLM`` through the backbone, so the models' own
@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from hf_ddlm import MDLMForDiffusionLM, SEDDForDiffusionLM
-from hf_ddlm.testing_utils import ExactOracle, oracle_model
+from hf_ddlm.testing import ExactOracle, oracle_model
 
 LENGTH = 3
 CLEAN = 3  # clean tokens; the absorbing graph adds the mask

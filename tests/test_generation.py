@@ -11,7 +11,7 @@ import torch
 
 import hf_ddlm  # noqa: F401
 from hf_ddlm import DiffusionGenerationConfig, MDLMForDiffusionLM, SEDDForDiffusionLM
-from hf_ddlm.testing_utils import tiny_config
+from hf_ddlm.testing import tiny_config
 
 V = 13  # tiny_config's vocabulary: ids 0..11 and the mask 12
 MASK = V - 1

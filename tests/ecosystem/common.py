@@ -12,7 +12,7 @@ import torch
 
 import hf_ddlm  # noqa: F401  (registers the Auto classes)
 from hf_ddlm.models.auto import MODELS
-from hf_ddlm.testing_utils import tiny_config
+from hf_ddlm.testing import tiny_config
 
 # model_type -> why its tiny model cannot be built by ``tiny_model`` (keep this the only list)
 SKIPPED: dict[str, str] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMConfig
+from hf_ddlm.testing import randomize_weights_
 
 ARCH = dict(hidden_size=32, num_attention_heads=2, cond_dim=16, dropout=0.0)
 
@@ -22,17 +23,12 @@ def tiny_config(block_size=4, length=16, layers=2, vocab=13, cls=BD3LMConfig, **
 
 def tiny_bd3lm(block_size=4, length=16, layers=2, vocab=13, seed=0, randomize=True, **overrides):
     """A tiny BD3-LM. The official init zeroes adaLN and the output head (uniform p_theta, constant
-    conditioning); ``randomize`` gives them random values, as the golden files do, so that every
-    path of the network matters."""
+    conditioning); ``randomize`` gives them random values (``randomize_weights_``), as the golden
+    files do, so that every path of the network matters."""
     torch.manual_seed(seed)
     model = BD3LMForDiffusionLM(tiny_config(block_size, length, layers, vocab, **overrides))
     if randomize:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "adaLN_modulation" in name or "output_layer.linear" in name:
-                    p.normal_(0.0, 0.3)
-                elif "norm" in name:
-                    p.add_(0.1 * torch.randn_like(p))
+        randomize_weights_(model)
     return model.eval()
 
 
