@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMConfig
-from hf_ddlm.testing import randomize_weights_
+from hf_ddlm import BD3LMConfig, MDLMConfig
+from hf_ddlm.testing import tiny_model
 
 ARCH = dict(hidden_size=32, num_attention_heads=2, cond_dim=16, dropout=0.0)
 
@@ -22,14 +22,19 @@ def tiny_config(block_size=4, length=16, layers=2, vocab=13, cls=BD3LMConfig, **
 
 
 def tiny_bd3lm(block_size=4, length=16, layers=2, vocab=13, seed=0, randomize=True, **overrides):
-    """A tiny BD3-LM. The official init zeroes adaLN and the output head (uniform p_theta, constant
-    conditioning); ``randomize`` gives them random values (``randomize_weights_``), as the golden
-    files do, so that every path of the network matters."""
-    torch.manual_seed(seed)
-    model = BD3LMForDiffusionLM(tiny_config(block_size, length, layers, vocab, **overrides))
-    if randomize:
-        randomize_weights_(model)
-    return model.eval()
+    """A tiny BD3-LM (the shared factory ``tiny_model`` with two layers). The official init zeroes
+    adaLN and the output head (uniform p_theta, constant conditioning); ``randomize`` gives them
+    random values, as the golden files do, so that every path of the network matters."""
+    return tiny_model(
+        "bd3lm",
+        seed=seed,
+        randomize=randomize,
+        block_size=block_size,
+        max_position_embeddings=length,
+        num_hidden_layers=layers,
+        vocab_size=vocab,
+        **overrides,
+    )
 
 
 def mdlm_config_like(model):

@@ -14,9 +14,8 @@ from hf_ddlm import CSMConfig, CSMForDiffusionLM
 from hf_ddlm.likelihood import perplexity_bound
 from hf_ddlm.objectives.concrete_score import concrete_score_explicit_loss, concrete_score_first_term, sample_neighbours
 from hf_ddlm.samplers import MetropolisHastingsSampler
-from hf_ddlm.testing import ExactOracle, state_index, tv_distance
+from hf_ddlm.testing import ExactOracle, state_index, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 V, L = 4, 3
 
@@ -24,7 +23,7 @@ V, L = 4, 3
 def config(**kw):
     kw.setdefault("vocab_size", V)
     kw.setdefault("max_position_embeddings", L)
-    return CSMConfig(**TINY, **kw)
+    return tiny_config(CSMConfig, **kw)
 
 
 def neighbour_index(states, vocab):

@@ -16,15 +16,14 @@ from hf_ddlm.processes import NoiseLevel, get_graph, get_schedule
 from hf_ddlm.processes.discrete_time import log_stationary
 from hf_ddlm.samplers import CTMCEulerSampler, PredictorCorrectorSampler, TauLeapingSampler
 from hf_ddlm.samplers.tau_leaping import RateTerms, categorical_leap, reverse_rates
-from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, state_index, tv_distance
+from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, state_index, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 SCHEDULES = {"uniform": ("geometric", {}), "absorbing": ("loglinear", {"eps": 0.0})}
 
 
 def config(graph="uniform", V=4, length=4, **kw):
-    return CTMCConfig(vocab_size=V, graph=graph, max_position_embeddings=length, **TINY, **kw)
+    return tiny_config(CTMCConfig, vocab_size=V, graph=graph, max_position_embeddings=length, **kw)
 
 
 def dense_rate(graph):

@@ -21,14 +21,13 @@ from hf_ddlm.processes.discrete_time import (
     prior_kl,
 )
 from hf_ddlm.samplers import D3PMAncestralSampler
-from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, tv_distance
+from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 
 
 def config(graph="absorbing", T=8, V=4, length=4, **kw):
-    return D3PMConfig(vocab_size=V, graph=graph, num_timesteps=T, max_position_embeddings=length, **TINY, **kw)
+    return tiny_config(D3PMConfig, vocab_size=V, graph=graph, num_timesteps=T, max_position_embeddings=length, **kw)
 
 
 def dense_step(schedule, graph, k):
