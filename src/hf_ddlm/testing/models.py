@@ -6,20 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..models import (
-    BD3LMConfig,
-    BD3LMForDiffusionLM,
-    CSMConfig,
-    CSMForDiffusionLM,
-    CTMCConfig,
-    CTMCForDiffusionLM,
-    D3PMConfig,
-    D3PMForDiffusionLM,
-    MDLMConfig,
-    MDLMForDiffusionLM,
-    SEDDConfig,
-    SEDDForDiffusionLM,
-)
+from ..models.auto import MODELS as REGISTERED_MODELS
 
 TINY_DEFAULTS = dict(
     vocab_size=13,
@@ -47,27 +34,35 @@ class ModelSpec:
     tiny_kwargs: dict = field(default_factory=dict)
 
 
-# one line per method; a new method adds its line here and a tester class in tests/models/<method>/
+# what a method's tiny model sets beyond TINY_DEFAULTS (none needs more today: the keys are the
+# model_types, and a method missing here gets TINY_DEFAULTS alone)
+TINY_KWARGS: dict[str, dict] = {"bd3lm": {"block_size": 4}}
+
+# model_type -> its classes and tiny kwargs, for every method registered with the Auto classes
+# (``hf_ddlm.models.auto.MODELS``): a new method is in the table as soon as it is registered
 MODELS: dict[str, ModelSpec] = {
-    "sedd": ModelSpec(SEDDConfig, SEDDForDiffusionLM),
-    "mdlm": ModelSpec(MDLMConfig, MDLMForDiffusionLM),
-    "bd3lm": ModelSpec(BD3LMConfig, BD3LMForDiffusionLM, {"block_size": 4}),
-    "d3pm": ModelSpec(D3PMConfig, D3PMForDiffusionLM, {"num_timesteps": 8}),
-    "ctmc": ModelSpec(CTMCConfig, CTMCForDiffusionLM),
-    "csm": ModelSpec(CSMConfig, CSMForDiffusionLM),
+    config_class.model_type: ModelSpec(config_class, model_class, TINY_KWARGS.get(config_class.model_type, {}))
+    for config_class, model_class in REGISTERED_MODELS
 }
 
 
-def randomize_weights_(model: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
-    """Give the zero-initialised parts random values, in place, from the global generator.
+def randomize_weights_(
+    model: torch.nn.Module, std: float = 0.3, generator: torch.Generator | None = None, perturb_norms: bool = True
+) -> torch.nn.Module:
+    """Give the zero-initialised parts random values, in place.
 
     The official inits zero adaLN and the output head (a constant output at first); random values,
-    as in the golden files, make every path of the network matter."""
+    as in the golden files, make every path of the network matter. Draws come from the global
+    generator (``normal_``) or, when given, from ``generator``; ``perturb_norms`` also moves the
+    LayerNorm weights off 1 (global generator only)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "adaLN_modulation" in name or "output_layer.linear" in name:
-                p.normal_(0.0, std)
-            elif "norm" in name:
+                if generator is None:
+                    p.normal_(0.0, std)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=generator) * std)
+            elif perturb_norms and "norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return model
 
