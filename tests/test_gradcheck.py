@@ -166,3 +166,13 @@ def test_absorbing_score_entropy_through_the_graph_equals_the_plain_formula():
         rtol=1e-10,
         atol=1e-12,
     )
+
+
+def test_sum_log_affine_exp_backward_is_exact():
+    g = torch.Generator().manual_seed(1)
+    log_p = torch.log_softmax(torch.randn(2, 3, 7, generator=g, dtype=F64), -1).requires_grad_()
+    c0 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.1).requires_grad_()
+    c1 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(SumLogAffineExp.apply, (log_p, c0, c1))
+    plain = torch.log(c0[..., None] + c1[..., None] * log_p.exp()).sum(-1)
+    torch.testing.assert_close(SumLogAffineExp.apply(log_p, c0, c1), plain, rtol=1e-12, atol=1e-12)
