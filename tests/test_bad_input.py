@@ -8,7 +8,7 @@ import torch
 
 import hf_ddlm  # noqa: F401
 from hf_ddlm import DiffusionGenerationConfig, MDLMConfig, MDLMForDiffusionLM, SEDDConfig, SEDDForDiffusionLM
-from hf_ddlm.testing_utils import tiny_config
+from hf_ddlm.testing import tiny_config
 
 V = 13
 MASK = V - 1

@@ -24,7 +24,7 @@ from hf_ddlm.models.mdlm import convert_mdlm_checkpoint
 from hf_ddlm.models.mdlm.convert_mdlm_checkpoint import convert_official_mdlm
 from hf_ddlm.models.sedd import convert_sedd_checkpoint
 from hf_ddlm.models.sedd.convert_sedd_checkpoint import convert_official_sedd
-from hf_ddlm.testing_utils import golden_cases, load_golden
+from hf_ddlm.testing import golden_cases, load_golden
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "modeling_configs"

@@ -1,6 +1,6 @@
 """Exactness with an oracle: the models driven by the exact scores / posteriors of an enumerable p_data.
 
-``ExactOracle`` (``hf_ddlm.testing_utils``) enumerates a full-support p_data over length-3
+``ExactOracle`` (``hf_ddlm.testing``) enumerates a full-support p_data over length-3
 sequences on a 3-token clean vocabulary and computes, from the definition of the forward kernel,
 p(x0^i | x_t) and the concrete score p_t(y) / p_t(x_t). ``oracle_model`` plugs them into
 ``SEDDForDiffusionLM`` / ``MDLMForDiffusionLM`` through the backbone, so the models' own
@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from hf_ddlm import MDLMForDiffusionLM, SEDDForDiffusionLM
-from hf_ddlm.testing_utils import ExactOracle, oracle_model
+from hf_ddlm.testing import ExactOracle, oracle_model
 
 LENGTH = 3
 CLEAN = 3  # clean tokens; the absorbing graph adds the mask
@@ -44,7 +44,8 @@ def make_oracle(graph, seed=0):
     return ExactOracle.random(CLEAN + int(graph == "absorbing"), LENGTH, graph=graph, seed=seed)
 
 
-MODELS = {
+# the models driven by the oracle (the tiny random models are hf_ddlm.testing.MODELS)
+ORACLE_MODELS = {
     "mdlm": (MDLMForDiffusionLM, "absorbing", {}),
     "sedd_absorb": (SEDDForDiffusionLM, "absorbing", {"scale_by_sigma": True}),
     "sedd_uniform": (SEDDForDiffusionLM, "uniform", {}),
@@ -52,7 +53,7 @@ MODELS = {
 
 
 def build(name, oracle=None, dtype=torch.float32, **overrides):
-    cls, graph, kw = MODELS[name]
+    cls, graph, kw = ORACLE_MODELS[name]
     oracle = oracle if oracle is not None else make_oracle(graph)
     return oracle_model(cls, oracle, dtype=dtype, **kw, **overrides), oracle
 
@@ -87,7 +88,7 @@ def test_oracle_absorbing_score_is_posterior_over_expm1_sigma():
         torch.testing.assert_close(oracle.score(states, s)[..., :-1][masked], expected[masked])
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ORACLE_MODELS))
 def test_oracle_model_outputs_the_exact_quantities(name):
     model, oracle = build(name, dtype=torch.float64)
     states = torch.tensor(list(itertools.product(range(oracle.vocab_size), repeat=LENGTH)))

@@ -10,21 +10,17 @@ import pytest
 import torch
 
 import hf_ddlm  # noqa: F401
-from hf_ddlm import DiffusionGenerationConfig, MDLMForDiffusionLM, SEDDForDiffusionLM
-from hf_ddlm.testing_utils import tiny_config
+from hf_ddlm import DiffusionGenerationConfig, MDLMForDiffusionLM, SEDDForDiffusionLM, testing
+from hf_ddlm.testing import randomize_weights_
 
 V = 13  # tiny_config's vocabulary: ids 0..11 and the mask 12
 MASK = V - 1
 
 
 def tiny_model(model_class, seed=0, **overrides):
-    torch.manual_seed(seed)
-    model = model_class(tiny_config(model_class, **overrides)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "adaLN_modulation" in name or "output_layer.linear" in name:
-                p.normal_(0.0, 0.3)
-    return model
+    """The shared tiny model with its zero-initialised layers (adaLN, output head) redrawn."""
+    model = testing.tiny_model(model_class.config_class.model_type, seed=seed, randomize=False, **overrides)
+    return randomize_weights_(model, perturb_norms=False)
 
 
 # (model class, sampler, sampler_kwargs): every sampler with the model output it reads

@@ -7,15 +7,12 @@ import torch
 
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM, SEDDConfig, SEDDForDiffusionLM
 from hf_ddlm.likelihood import perplexity_bound
-
-TINY = dict(
-    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, max_position_embeddings=16, dropout=0.0
-)
+from hf_ddlm.testing import tiny_config
 
 
 def _model(cls, cfg_cls, **kw):
     torch.manual_seed(0)
-    return cls(cfg_cls(vocab_size=13, **TINY, **kw)).eval()
+    return cls(tiny_config(cfg_cls, **kw)).eval()
 
 
 @pytest.mark.parametrize("cls,cfg_cls", [(MDLMForDiffusionLM, MDLMConfig), (SEDDForDiffusionLM, SEDDConfig)])

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import hf_ddlm  # noqa: F401  (registers the Auto classes)
+from hf_ddlm import testing
 from hf_ddlm.models.auto import MODELS
-from hf_ddlm.testing_utils import tiny_config
+from hf_ddlm.testing import randomize_weights_
 
 # model_type -> why its tiny model cannot be built by ``tiny_model`` (keep this the only list)
 SKIPPED: dict[str, str] = {}
@@ -48,16 +49,11 @@ def find_model(model_type):
 
 
 def tiny_model(model_class, seed=0, scale=0.3, **overrides):
-    """A tiny model whose zero-initialised layers (adaLN, output head) are redrawn, so that its
-    outputs depend on the input and LoRA adapters inside the blocks receive gradients."""
-    torch.manual_seed(seed)
-    model = model_class(tiny_config(model_class, **overrides)).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "adaLN_modulation" in name or "output_layer.linear" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * scale)
-    return model
+    """The shared tiny model (``hf_ddlm.testing.tiny_model``) with its zero-initialised layers
+    (adaLN, output head) redrawn from a seeded generator, so that its outputs depend on the input
+    and LoRA adapters inside the blocks receive gradients."""
+    model = testing.tiny_model(model_class.config_class.model_type, seed=seed, randomize=False, **overrides)
+    return randomize_weights_(model, std=scale, generator=torch.Generator().manual_seed(seed + 1), perturb_norms=False)
 
 
 def clean_ids(model, batch=2, length=None, seed=0):

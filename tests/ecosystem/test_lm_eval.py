@@ -1,7 +1,7 @@
 """lm-evaluation-harness: the ``hf_ddlm`` model on local tasks with local data files.
 
 The likelihood is checked against exact enumeration: with the oracle denoiser of an enumerable
-p_data (``hf_ddlm.testing_utils``), -NELBO of a continuation given its context is an unbiased
+p_data (``hf_ddlm.testing``), -NELBO of a continuation given its context is an unbiased
 estimate of log p(continuation | context) (absorbing graph, mask probability 1 at t = 1).
 """
 
@@ -27,7 +27,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from hf_ddlm.lm_eval_adapter import DiffusionLMEval
-from hf_ddlm.testing_utils import ExactOracle, oracle_model
+from hf_ddlm.testing import ExactOracle, oracle_model
 
 from .common import find_model, model_params, tiny_model, word_tokenizer
 

@@ -15,7 +15,7 @@ from transformers import AutoModel
 
 from hf_ddlm import SEDDForDiffusionLM
 from hf_ddlm.samplers import AnalyticSampler, EulerSampler
-from hf_ddlm.testing_utils import golden_cases, load_golden
+from hf_ddlm.testing import golden_cases, load_golden
 
 CASES = golden_cases("sedd")
 close = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-5)  # scores, probs, rates
@@ -238,7 +238,7 @@ def test_golden_dir_defaults_next_to_the_repository(monkeypatch):
     from pathlib import Path
 
     import hf_ddlm
-    from hf_ddlm.testing_utils import GOLDEN_ENV, golden_dir
+    from hf_ddlm.testing import GOLDEN_ENV, golden_dir
 
     monkeypatch.delenv(GOLDEN_ENV, raising=False)
     repo = Path(hf_ddlm.__file__).resolve().parents[2]
@@ -248,7 +248,7 @@ def test_golden_dir_defaults_next_to_the_repository(monkeypatch):
 
 
 def test_load_golden_skips_when_absent_and_fails_under_ci(monkeypatch, tmp_path):
-    from hf_ddlm.testing_utils import GOLDEN_ENV
+    from hf_ddlm.testing import GOLDEN_ENV
 
     monkeypatch.setenv(GOLDEN_ENV, str(tmp_path))
     monkeypatch.delenv("CI", raising=False)

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from enumerated_oracle import EnumeratedData, all_states, kernel_from_probs, state_index, tv_distance
 from transformers import AutoModel, Trainer, TrainingArguments
 
 from hf_ddlm import CTMCConfig, CTMCForDiffusionLM
@@ -17,14 +16,14 @@ from hf_ddlm.processes import NoiseLevel, get_graph, get_schedule
 from hf_ddlm.processes.discrete_time import log_stationary
 from hf_ddlm.samplers import CTMCEulerSampler, PredictorCorrectorSampler, TauLeapingSampler
 from hf_ddlm.samplers.tau_leaping import RateTerms, categorical_leap, reverse_rates
+from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, state_index, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 SCHEDULES = {"uniform": ("geometric", {}), "absorbing": ("loglinear", {"eps": 0.0})}
 
 
 def config(graph="uniform", V=4, length=4, **kw):
-    return CTMCConfig(vocab_size=V, graph=graph, max_position_embeddings=length, **TINY, **kw)
+    return tiny_config(CTMCConfig, vocab_size=V, graph=graph, max_position_embeddings=length, **kw)
 
 
 def dense_rate(graph):
@@ -133,7 +132,7 @@ def joint_generator(states, rates):
 def test_exact_denoiser_gives_the_time_reversal_and_corrector_stationarity(graph_name):
     v = 4
     graph = get_graph(graph_name, v)
-    data = EnumeratedData(3 if graph.absorbing else 4, 2, vocab_size=v, seed=3)
+    data = ExactOracle.random_table(3 if graph.absorbing else 4, 2, vocab_size=v, seed=3)
     states = all_states(v, 2)
     sched = get_schedule(SCHEDULES[graph_name][0], **SCHEDULES[graph_name][1])
     t = torch.full((len(states),), 0.4, dtype=F64)
@@ -162,7 +161,7 @@ def test_exact_denoiser_gives_the_time_reversal_and_corrector_stationarity(graph
 # C6: the CT-ELBO with the exact denoiser equals the NLL
 
 
-def exact_ct_elbo(data: EnumeratedData, graph_name, t_min=1e-3, points=200):
+def exact_ct_elbo(data: ExactOracle, graph_name, t_min=1e-3, points=200):
     graph = get_graph(graph_name, data.vocab_size)
     sched = get_schedule(SCHEDULES[graph_name][0], **SCHEDULES[graph_name][1])
     xts = all_states(data.vocab_size, data.length)
@@ -203,7 +202,7 @@ def exact_ct_elbo(data: EnumeratedData, graph_name, t_min=1e-3, points=200):
 
 @pytest.mark.parametrize("graph_name", ["uniform", "absorbing"])
 def test_ct_elbo_with_the_exact_denoiser_equals_the_nll(graph_name):
-    data = EnumeratedData(3, 2, vocab_size=4 if graph_name == "absorbing" else 3, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=4 if graph_name == "absorbing" else 3, seed=0)
     elbo = exact_ct_elbo(data, graph_name)
     assert elbo == pytest.approx(data.nll, abs=2e-3), (elbo, data.nll)
 
@@ -211,7 +210,7 @@ def test_ct_elbo_with_the_exact_denoiser_equals_the_nll(graph_name):
 class OracleCTMC(CTMCForDiffusionLM):
     """A CTMC model whose output is the true p(x0^d | x_t) of a fixed enumerable p_data."""
 
-    data: EnumeratedData = None
+    data: ExactOracle = None
 
     def parameterize(self, logits, x_t, level):
         return self.data.posterior_log_probs(x_t, lik(self.graph, level.sigma.double())).float()
@@ -220,7 +219,7 @@ class OracleCTMC(CTMCForDiffusionLM):
 @pytest.mark.parametrize("graph_name", ["uniform", "absorbing"])
 def test_likelihood_api_with_the_exact_denoiser(graph_name):
     v = 4 if graph_name == "absorbing" else 3
-    data = EnumeratedData(3, 2, vocab_size=v, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=v, seed=0)
     torch.manual_seed(0)
     model = OracleCTMC(config(graph_name, V=v, length=2)).eval()
     model.data = data
@@ -260,7 +259,7 @@ def sampler_law(data, graph_name, sampler, steps, t_min=1e-3):
 @pytest.mark.parametrize("graph_name", ["uniform", "absorbing"])
 def test_tau_leaping_error_shrinks_with_the_step_and_pc_does_not_hurt(graph_name):
     v = 4 if graph_name == "absorbing" else 3
-    data = EnumeratedData(3, 2, vocab_size=v, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=v, seed=0)
     graph = get_graph(graph_name, v)
     sched = get_schedule(SCHEDULES[graph_name][0], **SCHEDULES[graph_name][1])
     target = data.prob_of(all_states(v, 2))
@@ -504,15 +503,3 @@ def test_uniform_closed_form_integrand_equals_score_entropy_form():
     reference = denoising_score_entropy(graph.log_ratio_from_x0(log_p, x_t, level.sigma), x0, x_t, level, graph)
     (g_reference,) = torch.autograd.grad(reference.sum(), logits)
     torch.testing.assert_close(g_closed, g_reference, rtol=1e-8, atol=1e-9)
-
-
-def test_sum_log_affine_exp_backward_is_exact():
-    from hf_ddlm.objectives.ctmc import SumLogAffineExp
-
-    g = torch.Generator().manual_seed(1)
-    log_p = torch.log_softmax(torch.randn(2, 3, 7, generator=g, dtype=F64), -1).requires_grad_()
-    c0 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.1).requires_grad_()
-    c1 = (torch.rand(2, 3, generator=g, dtype=F64) + 0.5).requires_grad_()
-    assert torch.autograd.gradcheck(SumLogAffineExp.apply, (log_p, c0, c1))
-    plain = torch.log(c0[..., None] + c1[..., None] * log_p.exp()).sum(-1)
-    torch.testing.assert_close(SumLogAffineExp.apply(log_p, c0, c1), plain, rtol=1e-12, atol=1e-12)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMConfig
+from hf_ddlm import BD3LMConfig, MDLMConfig
+from hf_ddlm.testing import tiny_model
 
 ARCH = dict(hidden_size=32, num_attention_heads=2, cond_dim=16, dropout=0.0)
 
@@ -21,19 +22,19 @@ def tiny_config(block_size=4, length=16, layers=2, vocab=13, cls=BD3LMConfig, **
 
 
 def tiny_bd3lm(block_size=4, length=16, layers=2, vocab=13, seed=0, randomize=True, **overrides):
-    """A tiny BD3-LM. The official init zeroes adaLN and the output head (uniform p_theta, constant
-    conditioning); ``randomize`` gives them random values, as the golden files do, so that every
-    path of the network matters."""
-    torch.manual_seed(seed)
-    model = BD3LMForDiffusionLM(tiny_config(block_size, length, layers, vocab, **overrides))
-    if randomize:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "adaLN_modulation" in name or "output_layer.linear" in name:
-                    p.normal_(0.0, 0.3)
-                elif "norm" in name:
-                    p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
+    """A tiny BD3-LM (the shared factory ``tiny_model`` with two layers). The official init zeroes
+    adaLN and the output head (uniform p_theta, constant conditioning); ``randomize`` gives them
+    random values, as the golden files do, so that every path of the network matters."""
+    return tiny_model(
+        "bd3lm",
+        seed=seed,
+        randomize=randomize,
+        block_size=block_size,
+        max_position_embeddings=length,
+        num_hidden_layers=layers,
+        vocab_size=vocab,
+        **overrides,
+    )
 
 
 def mdlm_config_like(model):

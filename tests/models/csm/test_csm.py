@@ -8,15 +8,14 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from enumerated_oracle import EnumeratedData, state_index, tv_distance
 from transformers import AutoModel, Trainer, TrainingArguments
 
 from hf_ddlm import CSMConfig, CSMForDiffusionLM
 from hf_ddlm.likelihood import perplexity_bound
 from hf_ddlm.objectives.concrete_score import concrete_score_explicit_loss, concrete_score_first_term, sample_neighbours
 from hf_ddlm.samplers import MetropolisHastingsSampler
+from hf_ddlm.testing import ExactOracle, state_index, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 V, L = 4, 3
 
@@ -24,7 +23,7 @@ V, L = 4, 3
 def config(**kw):
     kw.setdefault("vocab_size", V)
     kw.setdefault("max_position_embeddings", L)
-    return CSMConfig(**TINY, **kw)
+    return tiny_config(CSMConfig, **kw)
 
 
 def neighbour_index(states, vocab):
@@ -39,12 +38,12 @@ def neighbour_index(states, vocab):
     return out
 
 
-def true_concrete_score(data: EnumeratedData):
+def true_concrete_score(data: ExactOracle):
     nb = neighbour_index(data.states, data.vocab_size)
     return data.p[nb] / data.p[:, None, None] - 1  # 0 at v = x^d
 
 
-def exact_implicit(table, data: EnumeratedData):
+def exact_implicit(table, data: ExactOracle):
     """J_CSM (eq. 2.4) by enumeration: E_p sum (c^2 + 2c) - 2 sum_y p(y) sum_{x -> y} c(x)_{d, y^d}."""
     first = (data.p * concrete_score_first_term(table, data.states).sum(-1)).sum()
     nb = neighbour_index(data.states, data.vocab_size)
@@ -57,7 +56,7 @@ def exact_implicit(table, data: EnumeratedData):
     return first - 2 * second
 
 
-def exact_explicit(table, data: EnumeratedData):
+def exact_explicit(table, data: ExactOracle):
     return (data.p * concrete_score_explicit_loss(table, true_concrete_score(data), data.states).sum(-1)).sum()
 
 
@@ -66,7 +65,7 @@ def exact_explicit(table, data: EnumeratedData):
 
 
 def test_concrete_score_determines_p():
-    data = EnumeratedData(V, L, vocab_size=V, seed=0)
+    data = ExactOracle.random_table(V, L, vocab_size=V, seed=0)
     c = true_concrete_score(data)
     # walk from state 0 changing one position at a time: p(x') = p(x) (1 + c(x)_{d,v})
     logp = torch.full((len(data.states),), float("nan"), dtype=F64)
@@ -85,7 +84,7 @@ def test_concrete_score_determines_p():
 
 
 def test_explicit_and_implicit_objectives_differ_by_a_constant():
-    data = EnumeratedData(V, L, vocab_size=V, seed=0)
+    data = ExactOracle.random_table(V, L, vocab_size=V, seed=0)
     c_p = true_concrete_score(data)
     const = float((data.p * (c_p**2).sum((-1, -2))).sum())  # E_p ||c_p||^2
     g = torch.Generator().manual_seed(0)
@@ -110,7 +109,7 @@ class TableCSM(CSMForDiffusionLM):
 
 
 def test_training_estimator_is_unbiased():
-    data = EnumeratedData(V, L, vocab_size=V, seed=0)
+    data = ExactOracle.random_table(V, L, vocab_size=V, seed=0)
     torch.manual_seed(0)
     model = TableCSM(config(num_neighbour_samples=2))
     model.table = torch.randn(len(data.states), L, V, generator=torch.Generator().manual_seed(1), dtype=F64) * 0.5
@@ -141,7 +140,7 @@ def test_neighbours_are_uniform_hamming_one_moves_on_labelled_positions():
 
 
 def test_mh_with_exact_ratios_is_stationary_at_p_data():
-    data = EnumeratedData(V, L, vocab_size=V, seed=0)
+    data = ExactOracle.random_table(V, L, vocab_size=V, seed=0)
     sampler = MetropolisHastingsSampler(None, None, return_probs=True)
     out = sampler.step(true_concrete_score(data).float(), data.states)
     kernel = kernel_from_probs_mh(out.probs, data.states)
@@ -186,7 +185,7 @@ def test_mh_clamps_the_learned_ratio():
 
 
 def test_generate_runs_mh_with_the_exact_ratios():
-    data = EnumeratedData(3, 2, vocab_size=3, seed=4)
+    data = ExactOracle.random_table(3, 2, vocab_size=3, seed=4)
     torch.manual_seed(0)
     model = TableCSM(config(vocab_size=3, max_position_embeddings=2)).eval()
     model.table = true_concrete_score(data)

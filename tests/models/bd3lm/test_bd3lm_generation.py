@@ -9,14 +9,15 @@ import math
 
 import pytest
 import torch
-from bd3lm_testlib import random_clean, tiny_bd3lm
 from torch import nn
 
 from hf_ddlm import BD3LMForDiffusionLM
 from hf_ddlm.generation import block_decoding
 from hf_ddlm.generation.cache import BlockKVCache
 from hf_ddlm.samplers import filter_logits, get_sampler, official_nucleus
-from hf_ddlm.testing_utils import ExactOracle, tiny_config
+from hf_ddlm.testing import ExactOracle, tiny_config
+
+from .bd3lm_testlib import random_clean, tiny_bd3lm
 
 MASK = 12  # tiny_bd3lm's vocabulary is 13
 TOL = dict(rtol=1e-5, atol=2e-5)

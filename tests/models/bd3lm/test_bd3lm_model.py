@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from bd3lm_testlib import mask_at_random, mdlm_config_like, random_clean, tiny_bd3lm, tiny_config
 
 from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMForDiffusionLM
 from hf_ddlm.backbones.attention import (
@@ -19,6 +18,8 @@ from hf_ddlm.backbones.attention import (
 )
 from hf_ddlm.likelihood import perplexity_bound
 from hf_ddlm.models.bd3lm.configuration_bd3lm import official_bd3lm_config_to_dict
+
+from .bd3lm_testlib import mask_at_random, mdlm_config_like, random_clean, tiny_bd3lm, tiny_config
 
 TOL = dict(rtol=1e-5, atol=2e-5)
 
@@ -270,7 +271,7 @@ def test_bd3lm_is_registered_and_its_configs_load():
 
     from transformers import AutoConfig, AutoModel
 
-    root = Path(__file__).resolve().parents[2] / "modeling_configs"
+    root = Path(__file__).resolve().parents[3] / "modeling_configs"
     for block in (4, 8, 16):
         config = AutoConfig.from_pretrained(root / f"bd3lm-owt-block_size{block}")
         assert isinstance(config, BD3LMConfig) and config.block_size == block

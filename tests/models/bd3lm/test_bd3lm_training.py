@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
-from bd3lm_testlib import tiny_bd3lm
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import set_seed
 
 from hf_ddlm.data import DiffusionDataCollator
+
+from .bd3lm_testlib import tiny_bd3lm
 
 V, L, BLOCK, PAD = 13, 16, 4, 0
 

@@ -14,7 +14,7 @@ from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM
 from hf_ddlm.backbones.attention import block_causal_mask, block_diff_mask, materialize_mask
 from hf_ddlm.generation.cache import BlockKVCache
 from hf_ddlm.samplers import get_sampler
-from hf_ddlm.testing_utils import load_golden
+from hf_ddlm.testing import load_golden
 
 CASE = ("bd3lm", "block4_len16")
 LOGITS = dict(rtol=1e-4, atol=1e-5)

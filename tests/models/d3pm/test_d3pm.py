@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
-from enumerated_oracle import EnumeratedData, all_states, kernel_from_probs, tv_distance
 from transformers import AutoModel, AutoModelForMaskedLM, Trainer, TrainingArguments
 
 from hf_ddlm import D3PMConfig, D3PMForDiffusionLM
@@ -22,13 +21,13 @@ from hf_ddlm.processes.discrete_time import (
     prior_kl,
 )
 from hf_ddlm.samplers import D3PMAncestralSampler
+from hf_ddlm.testing import ExactOracle, all_states, kernel_from_probs, tiny_config, tv_distance
 
-TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, cond_dim=16, dropout=0.0)
 F64 = torch.float64
 
 
 def config(graph="absorbing", T=8, V=4, length=4, **kw):
-    return D3PMConfig(vocab_size=V, graph=graph, num_timesteps=T, max_position_embeddings=length, **TINY, **kw)
+    return tiny_config(D3PMConfig, vocab_size=V, graph=graph, num_timesteps=T, max_position_embeddings=length, **kw)
 
 
 def dense_step(schedule, graph, k):
@@ -187,7 +186,7 @@ def test_one_hot_prediction_gives_the_posterior_and_keeps_its_support(graph_name
 # D6: the bound and the sampler with the exact denoiser, by enumeration
 
 
-def exact_nelbo(data: EnumeratedData, cfg: D3PMConfig, form: str) -> float:
+def exact_nelbo(data: ExactOracle, cfg: D3PMConfig, form: str) -> float:
     """E_{p_data}[prior + sum_k L_k] with the true p(x0^d | x_k) plugged in (float64)."""
     graph, schedule, T = get_graph(cfg.graph, cfg.vocab_size), cfg.discrete_schedule(), cfg.num_timesteps
     log_pi = log_stationary(graph, F64)
@@ -208,7 +207,7 @@ def exact_nelbo(data: EnumeratedData, cfg: D3PMConfig, form: str) -> float:
     return total
 
 
-def exact_sample_distribution(data: EnumeratedData, cfg: D3PMConfig, form: str, steps: int) -> torch.Tensor:
+def exact_sample_distribution(data: ExactOracle, cfg: D3PMConfig, form: str, steps: int) -> torch.Tensor:
     """The law of the ancestral sampler's output (with the true denoiser), propagated exactly."""
     graph, schedule = get_graph(cfg.graph, cfg.vocab_size), cfg.discrete_schedule()
     sampler = D3PMAncestralSampler(graph, schedule, parameterization=form, return_probs=True)
@@ -227,19 +226,19 @@ def exact_sample_distribution(data: EnumeratedData, cfg: D3PMConfig, form: str, 
 
 
 def test_absorbing_gap_is_mutual_information_over_T():
-    data = EnumeratedData(3, 2, vocab_size=4, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=4, seed=0)
     mi = data.mutual_information()
     assert mi > 0.05
     for T in (1, 2, 4, 16):
         for form in ("paper", "mixture"):
             gap = exact_nelbo(data, config("absorbing", T=T, V=4), form) - data.nll
             assert gap == pytest.approx(mi / T, abs=2e-6), (T, form, gap, mi / T)
-    one = EnumeratedData(3, 1, vocab_size=4, seed=1)
+    one = ExactOracle.random_table(3, 1, vocab_size=4, seed=1)
     assert exact_nelbo(one, config("absorbing", T=5, V=4), "paper") == pytest.approx(one.nll, abs=2e-6)
 
 
 def test_uniform_mixture_form_is_exact_and_eq4_is_not():
-    data = EnumeratedData(3, 1, vocab_size=3, seed=2)
+    data = ExactOracle.random_table(3, 1, vocab_size=3, seed=2)
     gaps = {}
     for T in (2, 8, 32):
         cfg = config("uniform", T=T, V=3)
@@ -250,14 +249,14 @@ def test_uniform_mixture_form_is_exact_and_eq4_is_not():
     # eq. 4 double-counts q(x_t | x0): a gap that does not vanish as T grows
     assert gaps[2] > 0.03 and gaps[32] >= gaps[2] - 1e-3, gaps
     # with two positions the mixture form's only error is the factorisation over positions: O(1/T)
-    data2 = EnumeratedData(3, 2, vocab_size=3, seed=0)
+    data2 = ExactOracle.random_table(3, 2, vocab_size=3, seed=0)
     g4, g16 = (exact_nelbo(data2, config("uniform", T=T, V=3), "mixture") - data2.nll for T in (4, 16))
     assert 0 < g16 < g4 / 2.5, (g4, g16)
 
 
 def test_ancestral_sampler_law_with_the_exact_denoiser():
     # absorbing: TV to p_data falls like 1/T
-    data = EnumeratedData(3, 2, vocab_size=4, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=4, seed=0)
     xts = all_states(4, 2)
     target = data.prob_of(xts)
     tv = {
@@ -267,7 +266,7 @@ def test_ancestral_sampler_law_with_the_exact_denoiser():
     for T in (4, 8, 16):
         assert 1.5 < tv[T // 2] / tv[T] < 2.5, tv
     # uniform, one position: the mixture form is exact at every stride, eq. 4 is not
-    data1 = EnumeratedData(3, 1, vocab_size=3, seed=2)
+    data1 = ExactOracle.random_table(3, 1, vocab_size=3, seed=2)
     target1 = data1.prob_of(all_states(3, 1))
     cfg = config("uniform", T=16, V=3)
     for steps in (16, 5, 1):
@@ -310,7 +309,7 @@ def test_sampler_draws_follow_its_probabilities(graph_name, form, x_t):
 class OracleD3PM(D3PMForDiffusionLM):
     """A D3PM whose output is the true p(x0^d | x_k) of a fixed enumerable p_data."""
 
-    data: EnumeratedData = None
+    data: ExactOracle = None
 
     def parameterize(self, logits, x_t, level):
         if not hasattr(self, "_liks"):
@@ -319,7 +318,7 @@ class OracleD3PM(D3PMForDiffusionLM):
 
 
 def test_likelihood_api_and_generate_with_the_exact_denoiser():
-    data = EnumeratedData(3, 2, vocab_size=4, seed=0)
+    data = ExactOracle.random_table(3, 2, vocab_size=4, seed=0)
     cfg = config("absorbing", T=4, V=4, length=2)
     torch.manual_seed(0)
     model = OracleD3PM(cfg).eval()

@@ -16,7 +16,7 @@ from transformers import AutoModel
 from hf_ddlm import MDLMForDiffusionLM
 from hf_ddlm.parameterizations import subs_log_probs
 from hf_ddlm.samplers import AncestralSampler
-from hf_ddlm.testing_utils import golden_cases, load_golden
+from hf_ddlm.testing import golden_cases, load_golden
 
 CASES = golden_cases("mdlm")
 close = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-5)
