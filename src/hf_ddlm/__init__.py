@@ -5,7 +5,7 @@ Importing the package registers every model with ``AutoConfig``, ``AutoModel`` a
 """
 
 from .generation import DiffusionGenerateOutput, DiffusionGenerationConfig, DiffusionGenerationMixin
-from .likelihood import PerplexityBound, perplexity_bound
+from .likelihood import LikelihoodMixin, PerplexityBound, perplexity_bound
 from .models import (
     BD3LMConfig,
     BD3LMForDiffusionLM,
@@ -24,13 +24,23 @@ from .models import (
     SEDDForDiffusionLM,
 )
 from .models.auto import register_auto_classes
+from .parameterizations import sedd_log_score, subs_log_probs
 
 register_auto_classes()
 
 # names of modules that import heavy dependencies (the Trainer, PEFT, lm-eval): loaded on first use
 _LAZY = {
     "DiffusionDataCollator": "hf_ddlm.data",
+    "DiffusionLMEval": "hf_ddlm.lm_eval_adapter",
     "EMACallback": "hf_ddlm.training",
+    "EMA_WEIGHTS_NAME": "hf_ddlm.training",
+    "cli_evaluate": "hf_ddlm.lm_eval_adapter",
+    "DEFAULT_LORA_GROUPS": "hf_ddlm.peft_utils",
+    "LORA_GROUPS": "hf_ddlm.peft_utils",
+    "check_target_modules": "hf_ddlm.peft_utils",
+    "count_parameters": "hf_ddlm.peft_utils",
+    "lora_target_modules": "hf_ddlm.peft_utils",
+    "trainable_parameter_names": "hf_ddlm.peft_utils",
     "LiveDenoisingStreamer": "hf_ddlm.streamers",
     "TextDiffusionStreamer": "hf_ddlm.streamers",
     "TrajectoryStreamer": "hf_ddlm.streamers",
@@ -67,10 +77,13 @@ __all__ = [
     "DiffusionGenerationMixin",
     "DiffusionLMOutput",
     "DiffusionPreTrainedModel",
+    "LikelihoodMixin",
     "MDLMConfig",
     "MDLMForDiffusionLM",
     "PerplexityBound",
     "SEDDConfig",
     "SEDDForDiffusionLM",
     "perplexity_bound",
+    "sedd_log_score",
+    "subs_log_probs",
 ]

@@ -43,3 +43,6 @@ class DiffusionGenerationConfig(GenerationConfig):
     def from_model_config(cls, model_config, **kwargs):
         # the base version compares against a plain GenerationConfig and fails on our extra fields
         raise NotImplementedError
+
+
+__all__ = ["DiffusionGenerationConfig"]

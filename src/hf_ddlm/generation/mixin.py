@@ -247,3 +247,6 @@ class DiffusionGenerationMixin:
             callback(step, float(t), x)
         if streamer is not None and hasattr(streamer, "put_draft"):
             streamer.put_draft(x[:, draft_start:].cpu().clone())  # a copy: block decoding writes x in place
+
+
+__all__ = ["DiffusionGenerateOutput", "DiffusionGenerationMixin"]

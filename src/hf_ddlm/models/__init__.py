@@ -1,13 +1,24 @@
+from .auto import AUTO_MODEL_CLASSES, MODELS, register_auto_classes
 from .bd3lm import BD3LMConfig, BD3LMForDiffusionLM
-from .configuration_utils import DiffusionConfig
+from .configuration_utils import DiffusionConfig, interval, strict_config
 from .csm import CSMConfig, CSMForDiffusionLM
 from .ctmc import CTMCConfig, CTMCForDiffusionLM
 from .d3pm import D3PMConfig, D3PMForDiffusionLM
+from .loading import StrictLoadingMixin
 from .mdlm import MDLMConfig, MDLMForDiffusionLM
-from .modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel
+from .modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, NoisyInputs
+from .saving import SelfContainedSavingMixin
 from .sedd import SEDDConfig, SEDDForDiffusionLM
 
 __all__ = [
+    "AUTO_MODEL_CLASSES",
+    "MODELS",
+    "NoisyInputs",
+    "SelfContainedSavingMixin",
+    "StrictLoadingMixin",
+    "interval",
+    "register_auto_classes",
+    "strict_config",
     "BD3LMConfig",
     "BD3LMForDiffusionLM",
     "CSMConfig",

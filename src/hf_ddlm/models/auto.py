@@ -89,3 +89,6 @@ def register_auto_classes():
             auto_class.register(config_class, model_class, exist_ok=True)
     for auto_class in AUTO_MODEL_CLASSES:
         _load_official_sedd_folders(auto_class)
+
+
+__all__ = ["AUTO_MODEL_CLASSES", "MODELS", "register_auto_classes"]

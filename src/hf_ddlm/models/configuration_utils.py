@@ -219,3 +219,6 @@ class DiffusionConfig(PreTrainedConfig):
         """The arguments of the ``noise_schedule`` class, read from the config fields it names in
         ``config_fields`` (``get_schedule(config.noise_schedule, **config.schedule_kwargs())``)."""
         return {arg: getattr(self, name) for arg, name in SCHEDULES[self.noise_schedule].config_fields.items()}
+
+
+__all__ = ["DiffusionConfig", "interval", "strict_config"]

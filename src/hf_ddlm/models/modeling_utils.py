@@ -289,4 +289,4 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         return out.to_tuple() if return_dict is False else out
 
 
-__all__ = ["DiffusionLMOutput", "DiffusionPreTrainedModel", "NoisyInputs", "reduce_loss"]
+__all__ = ["DiffusionLMOutput", "DiffusionPreTrainedModel", "NoisyInputs"]

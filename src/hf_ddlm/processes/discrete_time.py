@@ -284,3 +284,19 @@ def prior_kl(x0, alpha_T, one_minus_alpha_T, graph: Graph) -> torch.Tensor:
         c = a + abar / k
         kl = c * torch.log(c * k) + torch.xlogy(1 - c, abar)
     return kl.expand(x0.shape).to(torch.float32)
+
+
+__all__ = [
+    "DiscreteNoiseLevel",
+    "DiscreteTimeSampler",
+    "DiscreteTimeSchedule",
+    "StepCoefficients",
+    "d3pm_reverse_log_probs",
+    "log_stationary",
+    "log_transition_to",
+    "marginal_log_probs",
+    "mixture_log_weights",
+    "posterior_log_probs",
+    "prior_kl",
+    "reverse_log_probs",
+]

@@ -280,3 +280,6 @@ def get_graph(name: str, vocab_size: int) -> Graph:
     if name not in GRAPHS:
         raise ValueError(f"graph must be one of {sorted(GRAPHS)} (or 'absorb'), got {name!r}")
     return GRAPHS[name](vocab_size)
+
+
+__all__ = ["AbsorbingGraph", "GRAPHS", "GRAPH_ALIASES", "Graph", "UniformGraph", "get_graph", "uniform_ratio_offset"]

@@ -174,3 +174,15 @@ def get_schedule(name: str, **kwargs) -> NoiseSchedule:
     if name not in SCHEDULES:
         raise ValueError(f"noise_schedule must be one of {sorted(SCHEDULES)}, got {name!r}")
     return SCHEDULES[name](**kwargs)
+
+
+__all__ = [
+    "CosineSchedule",
+    "GeometricSchedule",
+    "LogLinearSchedule",
+    "NoiseLevel",
+    "NoiseSchedule",
+    "SCHEDULES",
+    "expm1_sigma",
+    "get_schedule",
+]

@@ -34,3 +34,6 @@ class TimeSampler:
         if self.eps >= 1.0:
             return torch.ones_like(u)
         return (self.eps_max - self.eps) * u + self.eps
+
+
+__all__ = ["TimeSampler"]

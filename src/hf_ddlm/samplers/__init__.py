@@ -20,7 +20,7 @@ from ..categorical import (
     sample_categorical_rows,
 )
 from .analytic import AnalyticSampler, tweedie_denoise
-from .ancestral import AncestralSampler
+from .ancestral import VARIANTS, AncestralSampler
 from .base import (
     SAMPLER_ALIASES,
     SAMPLERS,
@@ -37,6 +37,7 @@ from .first_hitting import FirstHittingSampler
 from .metropolis_hastings import MetropolisHastingsSampler
 from .predictor_corrector import PredictorCorrectorSampler
 from .tau_leaping import (
+    JUMP_RULES,
     CTMCEulerSampler,
     RateTerms,
     TauLeapingSampler,
@@ -50,6 +51,8 @@ from .tau_leaping import (
 )
 
 __all__ = [
+    "JUMP_RULES",
+    "VARIANTS",
     "NEG_INFINITY",
     "SAMPLERS",
     "SAMPLER_ALIASES",

@@ -74,3 +74,6 @@ def tweedie_denoise(
     if graph.absorbing:
         probs = probs[..., :-1]
     return SamplerOutput(race_moving_rows(graph, probs, x_t, generator, uniform_noise), probs)
+
+
+__all__ = ["AnalyticSampler", "tweedie_denoise"]

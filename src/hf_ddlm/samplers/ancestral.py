@@ -141,3 +141,5 @@ class AncestralSampler(Sampler):
 
 
 register_sampler_alias("block_ancestral", "ancestral", variant="bd3lm")
+
+__all__ = ["AncestralSampler", "VARIANTS"]

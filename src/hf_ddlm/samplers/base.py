@@ -138,3 +138,15 @@ def get_sampler(name: str, graph: Graph, schedule: NoiseSchedule | None, **kwarg
     if name not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted([*SAMPLERS, *SAMPLER_ALIASES])}, got {name!r}")
     return SAMPLERS[name](graph, schedule, **kwargs)
+
+
+__all__ = [
+    "LazyProbsOutput",
+    "SAMPLERS",
+    "SAMPLER_ALIASES",
+    "Sampler",
+    "SamplerOutput",
+    "get_sampler",
+    "register_sampler",
+    "register_sampler_alias",
+]

@@ -133,3 +133,6 @@ class D3PMAncestralSampler(Sampler):
     ) -> SamplerOutput:
         """The grid already ends at x0: nothing is left to remove."""
         return SamplerOutput(x_t, None)
+
+
+__all__ = ["D3PMAncestralSampler"]

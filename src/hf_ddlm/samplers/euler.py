@@ -52,3 +52,6 @@ class EulerSampler(Sampler):
         uniform_noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
         return tweedie_denoise(self.graph, self.schedule, model_output, x_t, t, generator, uniform_noise)
+
+
+__all__ = ["EulerSampler"]

@@ -105,3 +105,6 @@ class FirstHittingSampler(Sampler):
         """Any masked token left: the argmax of p_theta (never needed by the first-hitting loop)."""
         x0 = model_output.argmax(dim=-1)
         return SamplerOutput(torch.where(x_t == self.graph.mask_token_id, x0, x_t), model_output.exp())
+
+
+__all__ = ["FirstHittingSampler"]

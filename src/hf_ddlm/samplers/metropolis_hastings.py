@@ -75,3 +75,6 @@ class MetropolisHastingsSampler(Sampler):
     ) -> SamplerOutput:
         """MH has no noise to remove."""
         return SamplerOutput(x_t, None)
+
+
+__all__ = ["MetropolisHastingsSampler"]

@@ -114,3 +114,6 @@ class PredictorCorrectorSampler(TauLeapingSampler):
             uniform_noise,
             self.return_probs,
         )
+
+
+__all__ = ["PredictorCorrectorSampler"]

@@ -265,3 +265,18 @@ class CTMCEulerSampler(TauLeapingSampler):
 
     name = "ctmc_euler"
     jump_rule = "euler"
+
+
+__all__ = [
+    "CTMCEulerSampler",
+    "JUMP_RULES",
+    "RateTerms",
+    "TauLeapingSampler",
+    "categorical_leap",
+    "denoise_x0",
+    "forward_rate_terms",
+    "full_rates",
+    "predictor_hazards",
+    "reverse_rate_terms",
+    "reverse_rates",
+]

@@ -7,10 +7,11 @@
 """
 
 from .golden import GOLDEN_ENV, KNOWN_GOLDEN_CASES, golden_cases, golden_dir, load_golden
-from .models import MODELS, TINY_DEFAULTS, ModelSpec, randomize_weights_, tiny_config, tiny_model
+from .models import MODELS, TINY_DEFAULTS, TINY_KWARGS, ModelSpec, randomize_weights_, tiny_config, tiny_model
 from .oracle import ExactOracle, OracleBackbone, all_states, kernel_from_probs, oracle_model, state_index, tv_distance
 
 __all__ = [
+    "TINY_KWARGS",
     "GOLDEN_ENV",
     "KNOWN_GOLDEN_CASES",
     "MODELS",

@@ -69,3 +69,6 @@ def load_golden(family: str, case: str):
     expected = load_file(str(folder / "expected.safetensors"))
     case_json = json.loads((folder / "case.json").read_text())
     return folder, inputs, expected, case_json
+
+
+__all__ = ["GOLDEN_ENV", "KNOWN_GOLDEN_CASES", "golden_cases", "golden_dir", "load_golden"]

@@ -78,3 +78,6 @@ def tiny_model(method: str, seed: int = 0, randomize: bool = True, **overrides):
     if randomize:
         randomize_weights_(model)
     return model.eval()
+
+
+__all__ = ["MODELS", "ModelSpec", "TINY_DEFAULTS", "TINY_KWARGS", "randomize_weights_", "tiny_config", "tiny_model"]

@@ -332,3 +332,14 @@ def oracle_model(model_class, oracle: ExactOracle, dtype=torch.float32, **config
         time_conditioning=config.time_conditioning,
     )
     return model.to(dtype)
+
+
+__all__ = [
+    "ExactOracle",
+    "OracleBackbone",
+    "all_states",
+    "kernel_from_probs",
+    "oracle_model",
+    "state_index",
+    "tv_distance",
+]

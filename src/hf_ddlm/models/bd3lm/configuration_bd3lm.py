@@ -95,3 +95,6 @@ def official_bd3lm_config_to_dict(official: dict) -> dict:
     for key in ("auto_map", "return_dict", "architectures"):
         config.pop(key, None)
     return config
+
+
+__all__ = ["BD3LMConfig", "is_official_bd3lm_config", "official_bd3lm_config_to_dict"]

@@ -46,5 +46,7 @@ def main(argv=None):
     convert_bd3lm_checkpoint(args.source, args.destination, nucleus_p=args.nucleus_p)
 
 
+__all__ = ["convert_bd3lm_checkpoint", "main"]
+
 if __name__ == "__main__":
     main()

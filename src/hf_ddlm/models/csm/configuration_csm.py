@@ -28,3 +28,6 @@ class CSMConfig(DiffusionConfig):
     time_conditioning: Literal[False] = False  # CSM has no time
     score_parameterization: Literal["linear", "exp"] = "linear"
     num_neighbour_samples: int = positive(default=1)
+
+
+__all__ = ["CSMConfig"]

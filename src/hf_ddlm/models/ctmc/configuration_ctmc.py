@@ -48,3 +48,6 @@ class CTMCConfig(DiffusionConfig):
         if self.noise_eps is None:
             self.noise_eps = 0.0 if absorbing else 1e-3
         super().__post_init__(**kwargs)
+
+
+__all__ = ["CTMCConfig"]

@@ -63,3 +63,6 @@ class D3PMConfig(DiffusionConfig):
             max_beta=self.max_beta,
             terminal_beta_one=self.graph == "absorbing",
         )
+
+
+__all__ = ["D3PMConfig"]

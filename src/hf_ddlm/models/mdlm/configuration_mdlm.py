@@ -25,3 +25,6 @@ class MDLMConfig(DiffusionConfig):
                 k: v for k, v in config_dict.items() if k not in ("auto_map", "return_dict", "architectures")
             }
         return super().from_dict(config_dict, **kwargs)
+
+
+__all__ = ["MDLMConfig"]

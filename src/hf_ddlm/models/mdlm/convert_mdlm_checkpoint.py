@@ -66,5 +66,7 @@ def main(argv=None):
     )
 
 
+__all__ = ["convert_official_mdlm", "main"]
+
 if __name__ == "__main__":
     main()

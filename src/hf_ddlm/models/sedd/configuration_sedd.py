@@ -67,3 +67,6 @@ def official_sedd_config_to_dict(official: dict) -> dict:
         "sigma_min": noise.get("sigma_min", 1e-4),
         "sigma_max": noise.get("sigma_max", 20.0),
     }
+
+
+__all__ = ["SEDDConfig", "is_official_sedd_config", "official_sedd_config_to_dict"]

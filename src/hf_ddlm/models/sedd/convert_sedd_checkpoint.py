@@ -202,5 +202,7 @@ def main(argv=None):
     )
 
 
+__all__ = ["convert_official_sedd", "converter_main", "main"]
+
 if __name__ == "__main__":
     main()
