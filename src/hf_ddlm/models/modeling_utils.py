@@ -276,8 +276,11 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
             noisy = self.noisy_inputs_from(input_ids, timesteps, x0, loss_mask)
 
         level = None if noisy.timesteps is None else self.schedule(noisy.timesteps)
-        hidden = self.run_backbone(noisy, level, attention_mask, position_ids, **kwargs)
-        output = self.parameterize(hidden, noisy.backbone_input, level)
+        # one expression: the raw backbone logits ([B, L, V]) are freed as soon as they are
+        # parameterized, instead of staying alive through the loss (a [B, L, V] more at the peak)
+        output = self.parameterize(
+            self.run_backbone(noisy, level, attention_mask, position_ids, **kwargs), noisy.backbone_input, level
+        )
         x_t = noisy.x_t
         x0_safe = torch.where(noisy.loss_mask, noisy.x0, x_t)
         per_token = self.loss_per_token(output, x0_safe, x_t, level, noisy) * noisy.loss_mask
