@@ -11,7 +11,7 @@ from .hub import (
     remote_code_files,
     upload_folder,
 )
-from .model_card import CARD_TAGS, METHODS, is_generated_card, method_info, render_model_card
+from .model_card import CARD_TAGS, METHODS, is_generated_card, method_info, python_string, render_model_card
 
 __all__ = [
     "AUTO_CLASSES",
@@ -27,6 +27,7 @@ __all__ = [
     "is_generated_card",
     "method_info",
     "push_to_hub",
+    "python_string",
     "remote_code_files",
     "render_model_card",
     "upload_folder",

@@ -22,6 +22,7 @@ perplexity); :func:`push_to_hub` exports and uploads.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,17 +31,27 @@ from .flatten import FlattenError, flatten
 from .model_card import is_generated_card, render_model_card
 
 AUTO_CLASSES = ("AutoModel", "AutoModelForMaskedLM")
+# model_type names the code files (modeling_<model_type>.py) and the modules that import each other:
+# an ASCII Python identifier, so that it can neither leave the folder ("../x") nor break an import
+MODEL_TYPE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_exportable(model, weights: bool = True):
-    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, and
-    (``weights``) parameters on the meta device."""
+    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, a
+    ``config.model_type`` that is not an ASCII identifier (it names the code files), and
+    (``weights``) parameters on the meta device. Every writer calls it before writing anything."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         raise ValueError(
             "model is a PeftModel: merge the adapter first (model.merge_and_unload()) or push the adapter with PeftModel.push_to_hub"
         )
     if not type(model).__module__.startswith("hf_ddlm."):
         raise ValueError(f"model must be an hf_ddlm model, got {type(model).__module__}.{type(model).__name__}")
+    model_type = getattr(model.config, "model_type", None)
+    if not isinstance(model_type, str) or not MODEL_TYPE_PATTERN.fullmatch(model_type):
+        raise ValueError(
+            f"config.model_type must be an ASCII Python identifier (letters, digits and _, not starting with a "
+            f"digit: it names the files modeling_<model_type>.py), got {model_type!r}"
+        )
     on_meta = (
         [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta] if weights else []
     )
