@@ -1,6 +1,7 @@
 """Export hf_ddlm models as self-contained Hugging Face Hub folders (remote code that needs only
 transformers), with a model card; see :func:`export_model` and :func:`push_to_hub`."""
 
+from .atomic import atomic_path, replace_folder, write_file
 from .flatten import PACKAGE, FlatFile, FlattenError, flatten
 from .hub import (
     AUTO_CLASSES,
@@ -21,6 +22,7 @@ __all__ = [
     "FlatFile",
     "FlattenError",
     "add_remote_code",
+    "atomic_path",
     "check_exportable",
     "export_model",
     "flatten",
@@ -30,5 +32,7 @@ __all__ = [
     "python_string",
     "remote_code_files",
     "render_model_card",
+    "replace_folder",
     "upload_folder",
+    "write_file",
 ]

@@ -61,11 +61,22 @@ def method_info(model) -> tuple[str, str, str]:
 
 
 def python_string(text: str) -> str:
-    """``text`` as one Python string literal for the card's code snippet: ``repr`` escapes quotes,
-    backslashes, newlines and every non-printable character (so a hostile ``repo_id`` cannot end
-    the literal or the comment line it sits in), and a backtick is written ``\\x60`` so that it
-    cannot close the Markdown code fence either. ``ast.literal_eval`` of the result is ``text``."""
-    return repr(str(text)).replace("`", "\\x60")
+    """``text`` as one double-quoted Python string literal for the card's code snippet: quotes and
+    backslashes are escaped, and every non-printable character (line breaks, U+2028, controls) is
+    written as its escape, so that a hostile ``repo_id`` can end neither the literal nor the
+    comment line it sits in; a backtick is written ``\\x60`` so that it cannot close the Markdown
+    code fence either. ``ast.literal_eval`` of the result is ``text``."""
+    escaped = []
+    for ch in str(text):
+        if ch in '\\"':
+            escaped.append("\\" + ch)
+        elif ch == "`":
+            escaped.append("\\x60")
+        elif ch.isprintable():
+            escaped.append(ch)
+        else:
+            escaped.append(ascii(ch)[1:-1])  # \n, \x85, \u2028, ...
+    return '"' + "".join(escaped) + '"'
 
 
 def _row(key, value):
