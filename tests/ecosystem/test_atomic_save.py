@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from hf_ddlm.export import atomic, export_model
+from hf_ddlm.models.sedd.convert_sedd_checkpoint import write_checkpoint
 
 from .common import find_model, tiny_model
 
@@ -101,6 +102,8 @@ def _child(root: str, kill_at: int, write_fd: int, save) -> None:
 
     import transformers.modeling_utils as modeling_utils
 
+    import hf_ddlm.models.sedd.convert_sedd_checkpoint as converter
+
     real_save_file = modeling_utils.safe_save_file
 
     def half_written_save_file(tensors, filename, metadata=None):
@@ -114,7 +117,7 @@ def _child(root: str, kill_at: int, write_fd: int, save) -> None:
 
             reached(f"safetensors {path}", effect)
 
-    modeling_utils.safe_save_file = half_written_save_file
+    modeling_utils.safe_save_file = converter.save_file = half_written_save_file
     torch.set_num_threads(1)
     sys.addaudithook(hook)
     save()
@@ -224,7 +227,7 @@ def _folder_of_a(root: Path, a, sharded: bool) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("how", ["save_pretrained", "save_pretrained_over_shards", "export_model"])
+@pytest.mark.parametrize("how", ["save_pretrained", "save_pretrained_over_shards", "export_model", "converter"])
 def test_kill_9_at_every_change_leaves_the_old_or_the_new_checkpoint(tmp_path, models, how):
     a, b = models
     sharded = how == "save_pretrained_over_shards"
@@ -241,6 +244,8 @@ def test_kill_9_at_every_change_leaves_the_old_or_the_new_checkpoint(tmp_path, m
     def save_b(folder):
         if how == "export_model":
             return lambda: export_model(b, folder, overwrite=True)
+        if how == "converter":  # the converters' writer (SEDD and MDLM)
+            return lambda: write_checkpoint(folder, b.config, b.state_dict(), b.generation_config, overwrite=True)
         return lambda: b.save_pretrained(folder)
 
     def fresh(k):
@@ -259,7 +264,9 @@ def test_kill_9_at_every_change_leaves_the_old_or_the_new_checkpoint(tmp_path, m
         which = _which(folder, expected)
         assert which in ("A", "B"), f"killed at change {k} ({event}): the folder loads as neither A nor B"
         seen.add(which)
-        if how != "export_model":  # a save keeps the folder's other files; an overwriting export replaces them
+        if how.startswith(
+            "save_pretrained"
+        ):  # a save keeps the folder's other files; an overwriting export replaces them
             for name, text in EXTRA.items():
                 assert (folder / name).read_text() == text, f"killed at change {k} ({event}): {name} lost"
         # what else a kill may leave: hidden staging siblings only
