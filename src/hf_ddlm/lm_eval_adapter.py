@@ -53,6 +53,21 @@ def _int(value, name):
     return value
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _bool(value, name):
+    """A boolean model_arg, parsed strictly: ``bool("no")`` is True, so a string is read as one of
+    true/false/1/0/yes/no (any case) and anything else is an error, never a guess."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):  # lm_eval turns "0" / "1" into ints
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be a boolean (true/false, 1/0 or yes/no, any case), got {value!r}")
+
+
 @register_model("hf_ddlm", "hf-ddlm")
 class DiffusionLMEval(LM):
     """An hf_ddlm model for lm-evaluation-harness (see the module docstring).
@@ -65,7 +80,8 @@ class DiffusionLMEval(LM):
         max_gen_toks: default number of tokens for ``generate_until``.
         num_inference_steps, sampler: generation settings (default: the model's generation config).
         seed: seeds the Monte-Carlo draws and the sampling.
-        device, dtype, trust_remote_code: as for ``from_pretrained``.
+        device, dtype, trust_remote_code: as for ``from_pretrained``; ``trust_remote_code`` is
+            true/false, 1/0 or yes/no (any case) and anything else is an error.
     """
 
     def __init__(
@@ -91,9 +107,10 @@ class DiffusionLMEval(LM):
 
         if kwargs:
             raise ValueError(f"unknown model_args for hf_ddlm: {sorted(kwargs)}")
+        trust_remote_code = _bool(trust_remote_code, "trust_remote_code")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if isinstance(pretrained, str):
-            load = {"trust_remote_code": bool(trust_remote_code)}
+            load = {"trust_remote_code": trust_remote_code}
             if dtype:
                 load["dtype"] = getattr(torch, dtype)
             self.model = AutoModel.from_pretrained(pretrained, **load)

@@ -126,6 +126,11 @@ def run(args) -> int:
     )
     sequences = out.sequences.cpu()
     texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+    # the samples first: they are the result, the picture (which may fail) only illustrates them
+    if args.json:
+        print(json.dumps([{"text": t, "ids": s.tolist()} for t, s in zip(texts, sequences)]), flush=True)
+    elif not live:
+        print("\n\n".join(texts), flush=True)
     if args.save_trajectory is not None:
         from ..visualization import save_trajectory
 
@@ -140,10 +145,6 @@ def run(args) -> int:
             **kwargs,
         )
         print(f"saved the denoising trajectory to {args.save_trajectory}", file=sys.stderr)
-    if args.json:
-        print(json.dumps([{"text": t, "ids": s.tolist()} for t, s in zip(texts, sequences)]))
-    elif not live:
-        print("\n\n".join(texts))
     return 0
 
 

@@ -22,25 +22,36 @@ perplexity); :func:`push_to_hub` exports and uploads.
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import tempfile
 from pathlib import Path
 
+from .atomic import replace_folder, write_file
 from .flatten import FlattenError, flatten
 from .model_card import is_generated_card, render_model_card
 
 AUTO_CLASSES = ("AutoModel", "AutoModelForMaskedLM")
+# model_type names the code files (modeling_<model_type>.py) and the modules that import each other:
+# an ASCII Python identifier, so that it can neither leave the folder ("../x") nor break an import
+MODEL_TYPE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_exportable(model, weights: bool = True):
-    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, and
-    (``weights``) parameters on the meta device."""
+    """Raise ValueError for what cannot be exported: a PeftModel, a class outside hf_ddlm, a
+    ``config.model_type`` that is not an ASCII identifier (it names the code files), and
+    (``weights``) parameters on the meta device. Every writer calls it before writing anything."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         raise ValueError(
             "model is a PeftModel: merge the adapter first (model.merge_and_unload()) or push the adapter with PeftModel.push_to_hub"
         )
     if not type(model).__module__.startswith("hf_ddlm."):
         raise ValueError(f"model must be an hf_ddlm model, got {type(model).__module__}.{type(model).__name__}")
+    model_type = getattr(model.config, "model_type", None)
+    if not isinstance(model_type, str) or not MODEL_TYPE_PATTERN.fullmatch(model_type):
+        raise ValueError(
+            f"config.model_type must be an ASCII Python identifier (letters, digits and _, not starting with a "
+            f"digit: it names the files modeling_<model_type>.py), got {model_type!r}"
+        )
     on_meta = (
         [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta] if weights else []
     )
@@ -121,7 +132,8 @@ def add_remote_code(
     code files, ``auto_map`` in ``config.json``, an explicit ``sampler`` in
     ``generation_config.json`` and the model card ``README.md``: always with ``model_card=True``,
     never with False, and with ``"keep_foreign"`` unless the folder holds a README.md that
-    hf_ddlm did not generate (a user's own card is kept)."""
+    hf_ddlm did not generate (a user's own card is kept). Each file is written atomically (a
+    temporary file renamed over it): a crash leaves every file whole, old or new."""
     from .. import __version__
 
     check_exportable(model, weights=False)  # the weights are in the folder already
@@ -133,8 +145,9 @@ def add_remote_code(
         code = remote_code_files(model)
     except FlattenError as error:
         raise ValueError(f"cannot generate self-contained code for {type(model).__name__}: {error}") from error
+    # every file goes through a temporary file and a rename: a crash leaves each one whole
     for name, source in code.items():
-        (folder / name).write_text(source, encoding="utf-8")
+        write_file(folder / name, source)
     model_type = model.config.model_type
     config = json.loads(config_path.read_text())
     # AutoConfig too goes through the modeling file: transformers caches a local folder's remote code
@@ -145,19 +158,19 @@ def add_remote_code(
     for auto in AUTO_CLASSES:
         config["auto_map"][auto] = f"modeling_{model_type}.{type(model).__name__}"
     config["architectures"] = [type(model).__name__]
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_file(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     generation_path = folder / "generation_config.json"
     if generation_path.is_file():
         generation = json.loads(generation_path.read_text())
         if generation.get("sampler") is None:  # the sampler must be explicit in the Hub file
             generation["sampler"] = getattr(model, "default_sampler", None)
-            generation_path.write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
+            write_file(generation_path, json.dumps(generation, indent=2, sort_keys=True) + "\n")
     readme = folder / "README.md"
     if model_card == "keep_foreign" and readme.is_file():
         model_card = is_generated_card(readme.read_text(encoding="utf-8", errors="replace"))
     if model_card:
         card = render_model_card(model, repo_id, training_data, evaluation, license, datasets, __version__, tags)
-        readme.write_text(card, encoding="utf-8")
+        write_file(readme, card)
     return folder
 
 
@@ -180,7 +193,9 @@ def export_model(
     ``evaluation`` (e.g. ``{"perplexity": 31.2, "dataset": "...", "num_tokens": ..., "num_samples": ...}``)
     and ``training_data`` (free text) go into the model card. Raises ValueError for a model whose
     weights are on the meta device, a PeftModel (merge it first), or a non-empty
-    ``save_directory`` without ``overwrite``.
+    ``save_directory`` without ``overwrite``. The folder is written whole beside ``save_directory``
+    and swapped in at once (:func:`hf_ddlm.export.atomic.replace_folder`): a crash leaves the old
+    folder or the new one.
     """
     check_exportable(model)
     out = Path(save_directory)
@@ -189,15 +204,14 @@ def export_model(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"save_directory {out} is not empty; pass overwrite=True to replace it")
     remote_code_files(model)  # fail before writing anything if the code cannot be generated
-    out.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
     save_kwargs = {"max_shard_size": max_shard_size} if max_shard_size is not None else {}
-    model.save_pretrained(out, safe_serialization=safe_serialization, self_contained=False, **save_kwargs)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    return add_remote_code(model, out, repo_id, training_data, evaluation, license, datasets, tags=tags)
+    # the whole folder is staged and swapped in at once (hf_ddlm.export.atomic): never half exported
+    with replace_folder(out, carry_over=False) as stage:
+        model.save_pretrained(stage, safe_serialization=safe_serialization, self_contained=False, **save_kwargs)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(stage)
+        add_remote_code(model, stage, repo_id, training_data, evaluation, license, datasets, tags=tags)
+    return out
 
 
 def upload_folder(

@@ -60,6 +60,25 @@ def method_info(model) -> tuple[str, str, str]:
     return model_type, (doc.split("\n\n")[0].replace("\n", " ") or "unknown"), ""
 
 
+def python_string(text: str) -> str:
+    """``text`` as one double-quoted Python string literal for the card's code snippet: quotes and
+    backslashes are escaped, and every non-printable character (line breaks, U+2028, controls) is
+    written as its escape, so that a hostile ``repo_id`` can end neither the literal nor the
+    comment line it sits in; a backtick is written ``\\x60`` so that it cannot close the Markdown
+    code fence either. ``ast.literal_eval`` of the result is ``text``."""
+    escaped = []
+    for ch in str(text):
+        if ch in '\\"':
+            escaped.append("\\" + ch)
+        elif ch == "`":
+            escaped.append("\\x60")
+        elif ch.isprintable():
+            escaped.append(ch)
+        else:
+            escaped.append(ascii(ch)[1:-1])  # \n, \x85, \u2028, ...
+    return '"' + "".join(escaped) + '"'
+
+
 def _row(key, value):
     return f"| {key} | {value} |\n"
 
@@ -87,7 +106,8 @@ def render_model_card(
         meta += "datasets:\n" + "".join(f"- {d}\n" for d in datasets)
     meta += "---\n\n"
 
-    title = repo_id.split("/")[-1] if repo_id else f"{config.model_type} model"
+    # one Markdown line: a repo_id with line breaks must not start new Markdown blocks
+    title = " ".join(repo_id.split("/")[-1].split()) if repo_id else f"{config.model_type} model"
     paper_link = f"[{paper}]({url})" if url else paper
     text = meta + f"# {title}\n\n"
     text += (
@@ -133,17 +153,17 @@ def render_model_card(
         text += (" (" + "; ".join(details) + ")" if details else "") + ".\n\n"
     else:
         text += "ELBO perplexity: not measured.\n\n"
-    where = repo_id or "path/to/this/folder"
+    where = python_string(repo_id or "path/to/this/folder")
     length = config.max_position_embeddings
     text += (
         "## Usage\n\n```python\nimport torch\nfrom transformers import AutoModel, AutoTokenizer\n\n"
-        f'model = AutoModel.from_pretrained("{where}", trust_remote_code=True)\n'
+        f"model = AutoModel.from_pretrained({where}, trust_remote_code=True)\n"
         f"ids = model.generate(max_length={length}, num_inference_steps={gc.num_inference_steps}, seed=0)  # denoising, not left-to-right\n"
-        f'# tokenizer = AutoTokenizer.from_pretrained("{where}"); print(tokenizer.batch_decode(ids))\n'
+        f"# tokenizer = AutoTokenizer.from_pretrained({where}); print(tokenizer.batch_decode(ids))\n"
         "nelbo = model.negative_elbo(ids, num_samples=8)  # nats per sequence, an upper bound on -log p\n```\n\n"
         '`pipeline("text-generation")` does not apply: generation is iterative denoising (`model.generate`).\n'
     )
     return text
 
 
-__all__ = ["CARD_TAGS", "METHODS", "is_generated_card", "method_info", "render_model_card"]
+__all__ = ["CARD_TAGS", "METHODS", "is_generated_card", "method_info", "python_string", "render_model_card"]

@@ -41,7 +41,13 @@ class SelfContainedSavingMixin:
         holds a README that hf_ddlm did not generate), so that it loads with transformers alone
         (``trust_remote_code=True``). With hf_ddlm installed, loading without ``trust_remote_code``
         still builds the library's classes. ``self_contained=False`` writes the plain transformers
-        folder. ``push_to_hub=True`` uploads after the code is written."""
+        folder. ``push_to_hub=True`` uploads after the code is written.
+
+        The self-contained save is atomic: the new folder is written whole into a hidden sibling,
+        completed with the old folder's other files (hard links) and swapped with it in one step,
+        so that a crash (``kill -9``, power loss) at any moment leaves a folder that loads as the
+        old checkpoint or the new one; see :mod:`hf_ddlm.export.atomic` for the exact guarantee
+        and the platforms that give it."""
         exporter = self._exporter(self_contained)
         if exporter is None:
             return super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
@@ -52,10 +58,14 @@ class SelfContainedSavingMixin:
             exporter.check_exportable(self, weights=kwargs.get("state_dict", args[0] if args else None) is None)
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
         if not writes:
-            return None
-        exporter.add_remote_code(self, save_directory, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
+            return super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        # the new folder is written whole beside the old one and swapped in at once: a crash at any
+        # moment leaves the old checkpoint or the new one (hf_ddlm.export.atomic). The old folder's
+        # README.md is staged first so that a user's own card is kept
+        with exporter.replace_folder(save_directory, keep=("README.md",)) as stage:
+            super().save_pretrained(stage, is_main_process, *args, **kwargs)
+            exporter.add_remote_code(self, stage, repo_id=hub_kwargs.get("repo_id"), model_card="keep_foreign")
         if push:
             hub_kwargs.setdefault("repo_id", Path(save_directory).name)  # transformers' default
             exporter.upload_folder(save_directory, token=kwargs.get("token"), **hub_kwargs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .page import save_trajectory_html
 from .pictures import save_trajectory_gif, save_trajectory_png, trajectory_frames
-from .trajectory import decision_steps, step_colour
+from .trajectory import decision_steps, step_colour, visible
 
 
 def save_trajectory(path, trajectory, tokenizer=None, **kwargs):
@@ -46,4 +46,5 @@ __all__ = [
     "save_trajectory_png",
     "step_colour",
     "trajectory_frames",
+    "visible",
 ]

@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from ..export.atomic import write_file
 from .trajectory import _SCALE, _Pieces, _prepare
 
 _PAGE = """<!DOCTYPE html>
@@ -97,7 +98,7 @@ def save_trajectory_html(
         # json in a <script>: escape "</" so token text cannot close the tag
         data=json.dumps(data).replace("</", "<\\/"),
     )
-    Path(path).write_text(page, encoding="utf-8")
+    write_file(path, page)  # a temporary file renamed over ``path``
     return Path(path)
 
 

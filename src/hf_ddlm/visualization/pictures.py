@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..export.atomic import atomic_path
 from .trajectory import _BACKGROUND, _FIXED_FILL, _MASK_FILL, _Pieces, _prepare, _stack, _text_colour, step_colour
 
 
@@ -154,7 +155,8 @@ def save_trajectory_png(
         strip.paste(frame, (0, y))
         y += frame.height + 2
     strip.paste(legend, (0, y))
-    strip.save(path, format="PNG")
+    with atomic_path(path) as tmp:  # a temporary file renamed over ``path``: never a half picture
+        strip.save(tmp, format="PNG")
     return Path(path)
 
 
@@ -186,7 +188,8 @@ def save_trajectory_gif(
         padded.paste(frame, (0, 0))
         canvas.append(padded.convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
     durations = [duration_ms] * (len(canvas) - 1) + [max(duration_ms, 2000)]
-    canvas[0].save(path, format="GIF", save_all=True, append_images=canvas[1:], duration=durations, loop=0)
+    with atomic_path(path) as tmp:
+        canvas[0].save(tmp, format="GIF", save_all=True, append_images=canvas[1:], duration=durations, loop=0)
     return Path(path)
 
 

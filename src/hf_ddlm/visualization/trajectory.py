@@ -91,8 +91,33 @@ def _fixed_mask(steps: torch.Tensor, fixed, prompt_length: int | None) -> torch.
     return mask
 
 
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control or separator character made visible, so that a token shows as
+    what it is and text shaping (Pillow's raqm fails on a line break) never sees one: ``\\n``,
+    ``\\t`` and ``\\r`` as escapes, the other C0 controls and DEL as their Unicode control
+    pictures (U+2400 + code, U+2421), C1 controls and other non-printable characters (U+2028, ...)
+    as ``\\x85`` / ``\\u2028`` escapes; printable text (spaces included) is unchanged."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif code < 0x20:
+            out.append(chr(0x2400 + code))
+        elif code == 0x7F:
+            out.append("\u2421")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(ascii(ch)[1:-1])
+    return "".join(out)
+
+
 class _Pieces:
-    """Token id -> display text, cached."""
+    """Token id -> display text (control characters made :func:`visible`), cached."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -101,7 +126,7 @@ class _Pieces:
     def __call__(self, token_id: int) -> str:
         if token_id not in self.cache:
             text = str(token_id) if self.tokenizer is None else self.tokenizer.decode([token_id])
-            self.cache[token_id] = text.replace("\n", "\\n").replace("\t", "\\t") or "\u00b7"
+            self.cache[token_id] = visible(text) or "\u00b7"
         return self.cache[token_id]
 
 
@@ -114,4 +139,4 @@ def _prepare(trajectory, fixed, prompt_length, row):
     return steps[:, row], decided[row], fixed_mask[row]
 
 
-__all__ = ["decision_steps", "step_colour"]
+__all__ = ["decision_steps", "step_colour", "visible"]

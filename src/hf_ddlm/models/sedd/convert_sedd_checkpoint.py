@@ -7,7 +7,7 @@ our ``config.json`` (``model_type: "sedd"``), ``model.safetensors`` (keys under 
 ``generation_config.json`` (the published sampler) and, as every hf_ddlm ``save_pretrained`` folder,
 the self-contained code and model card, so ``AutoModel.from_pretrained`` needs no special case
 (and transformers alone loads it with ``trust_remote_code=True``). Every key and shape is checked against the model before anything is written, and the
-folder appears at once (written to a temporary sibling, then renamed).
+folder appears at once (written to a temporary sibling, then swapped in).
 
     python -m hf_ddlm.models.sedd.convert_sedd_checkpoint SRC DST [--overwrite]
 
@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
+from ...export.atomic import replace_folder
 from ...export.hub import add_remote_code
 from ...generation.configuration import DiffusionGenerationConfig
 from .configuration_sedd import SEDDConfig, is_official_sedd_config
@@ -112,16 +110,15 @@ def write_checkpoint(
     dst_dir, config, state: dict[str, torch.Tensor], generation_config, overwrite: bool = False
 ) -> Path:
     """Write config.json, model.safetensors and generation_config.json into ``dst_dir`` atomically:
-    everything goes to a temporary sibling folder that is renamed into place once complete, so an
-    interrupted conversion never leaves a half-written checkpoint behind."""
+    everything goes to a temporary sibling folder that is swapped into place once complete
+    (:func:`hf_ddlm.export.atomic.replace_folder`), so an interrupted conversion leaves the old
+    folder (or none) or the complete new one, never a half-written checkpoint."""
     dst = Path(dst_dir).absolute()
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"dst_dir {dst} exists and is not a folder")
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise ValueError(f"dst_dir {dst} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
-    try:
+    with replace_folder(dst, carry_over=False) as tmp:
         config.save_pretrained(tmp)
         # contiguous, unshared tensors: what safetensors requires
         save_file(
@@ -137,22 +134,11 @@ def write_checkpoint(
             model = AutoModel.from_config(config)
         model.generation_config = generation_config
         add_remote_code(model, tmp, model_card="keep_foreign")
-        # mkdtemp (and safetensors) create private modes; give the usual ones under the umask
+        # safetensors and the atomic writes may create private modes; give the usual ones under the umask
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~umask)
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(dst, old)
-            os.rename(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
 
 
