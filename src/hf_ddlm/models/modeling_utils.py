@@ -182,11 +182,21 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         """A loss needs t > 0: t = 0 is clean data, where every method's weight is infinite (MDLM and
         BD3-LM: 1/t; SEDD and CTMC: the ratio 1/(e^sigma - 1); D3PM has no step k = 0). The training
         draw never gives t = 0 (``TimeSampler``); sampling mode accepts t = 0."""
-        if (t <= 0).any():
+        # a data-dependent check: eager only, as the input checks (torch.compile / export trace past it)
+        if not torch.compiler.is_compiling() and (t <= 0).any():
             raise ValueError(
                 f"timesteps must lie in (0, 1] when labels are given ({self.zero_time_loss_reason}); "
                 "t = 0 is accepted without labels (sampling mode)"
             )
+
+    def default_loss_generator(self, device) -> torch.Generator | None:
+        """Where a loss draws t and x_t (CSM: its neighbours) when no generator is given: the global
+        RNG in training mode (a resumed Trainer run continues exactly); in eval mode a generator
+        seeded with ``eval_seed``, so that an eval loss repeats exactly and leaves the global RNG
+        alone (``eval_seed = None``: the global RNG there too)."""
+        if self.training or self.eval_seed is None or torch.compiler.is_compiling():
+            return None
+        return torch.Generator(device=device).manual_seed(self.eval_seed)
 
     def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
         """Checks a method adds for a labelled batch (after the shared ones)."""
@@ -311,8 +321,8 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         loss_mask = self.loss_positions(labels, attention_mask)
         x0 = torch.where(labels != -100, labels, input_ids if input_ids is not None else torch.zeros_like(labels))
         if timesteps is None or not self.uses_time:
-            if generator is None and not self.training and self.eval_seed is not None:
-                generator = torch.Generator(device=x0.device).manual_seed(self.eval_seed)
+            if generator is None:
+                generator = self.default_loss_generator(x0.device)
             noisy = self.prepare_noisy_inputs(x0, loss_mask, generator)
         elif input_ids is None:
             raise ValueError("with timesteps, input_ids (the noisy state x_t) is required")

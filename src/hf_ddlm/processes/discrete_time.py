@@ -18,8 +18,8 @@ The reverse step from x_t to x_s (s < t, any stride) given a distribution w over
 
 which is the paper's eq. 4 when w = p~(x0 | x_t), the posterior q(x_s | x_t, x0) when w = onehot(x0),
 and the exact mixture sum_v p~(v | x_t) q(x_s | x_t, v) when w ~ p~(v) / q(x_t | v) (``mixture_log_weights``).
-All of it is computed in log space; impossible states carry the finite ``NEG`` instead of -inf so that
-gradients stay finite.
+All of it is computed in log space; impossible states carry the finite log 0 ``neg_infinity(dtype)``
+(-1e6; float16 cannot hold it) instead of -inf so that gradients stay finite.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .schedules import NoiseLevel, NoiseSchedule
 
 
 def _log(p: torch.Tensor) -> torch.Tensor:
-    """log p with log 0 = NEG (clamped first so that the backward pass never sees 1/0)."""
+    """log p with log 0 = ``neg_infinity`` (clamped first so that the backward pass never sees 1/0)."""
     floor = {torch.float64: 1e-300, torch.float32: 1e-38}.get(p.dtype, torch.finfo(p.dtype).tiny)
     return torch.where(p > 0, p.clamp_min(floor).log(), neg_infinity(p.dtype))
 
@@ -185,7 +185,7 @@ class DiscreteTimeSampler:
 
 # --- closed forms ------------------------------------------------------------------------------
 def log_stationary(graph: Graph, dtype=torch.float32, device=None) -> torch.Tensor:
-    """log pi [V]: uniform -log V, or e_m for the absorbing graph (NEG off the mask)."""
+    """log pi [V]: uniform -log V, or e_m for the absorbing graph (a finite log 0 off the mask)."""
     v = graph.vocab_size
     if graph.absorbing:
         out = torch.full((v,), neg_infinity(dtype), dtype=dtype, device=device)
