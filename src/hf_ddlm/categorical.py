@@ -19,6 +19,17 @@ import torch
 NEG_INFINITY = -1e6  # a finite log 0 (MDLM's "-inf"): exp underflows to exactly 0, gradients stay finite
 
 
+def neg_infinity(dtype: torch.dtype) -> float:
+    """The finite log 0 of ``dtype``: the official -1e6 wherever the dtype holds it with room to
+    spare (float32, float64, bfloat16: float32 results stay bitwise those of the official codes),
+    else half the dtype's finite minimum (float16: -32752, since -1e6 overflows it), which leaves
+    room to add a logit without reaching -inf. exp of either underflows to exactly 0."""
+    if not dtype.is_floating_point:
+        return NEG_INFINITY
+    finite_min = torch.finfo(dtype).min
+    return NEG_INFINITY if finite_min < 1e3 * NEG_INFINITY else finite_min / 2
+
+
 def fill_rows_(tensor: torch.Tensor, rows: torch.Tensor, value: float) -> torch.Tensor:
     """tensor[rows] = value in place for a [..., V] tensor and a boolean [...] row selection."""
     if tensor.is_contiguous():  # index_fill_ on the row view: much faster than a broadcast masked_fill_
@@ -188,6 +199,7 @@ def filter_logits(
 
 __all__ = [
     "NEG_INFINITY",
+    "neg_infinity",
     "check_nucleus_p",
     "draw_categorical_rows",
     "draw_revealed_",

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from .categorical import NEG_INFINITY, fill_rows_  # MDLM's finite "-inf": log-probs equal the official ones bitwise
+# MDLM's finite "-inf" (-1e6; float16: neg_infinity): log-probs equal the official ones bitwise
+from .categorical import NEG_INFINITY, fill_rows_, neg_infinity  # noqa: F401  (NEG_INFINITY re-exported)
 from .processes.schedules import expm1_sigma
 
 
@@ -15,6 +16,7 @@ def subs_log_probs(logits: torch.Tensor, x_t: torch.Tensor, mask_token_id: int) 
 
     Zero masking probability: the mask logit gets -1e6 before normalisation. Carry-over
     unmasking: an unmasked position's row is one-hot at its token (0 there, -1e6 elsewhere).
+    In float16, which cannot hold -1e6, the finite log 0 is ``neg_infinity(torch.float16)``.
     """
     return _SubsLogProbs.apply(logits, x_t, mask_token_id)
 
@@ -27,12 +29,13 @@ class _SubsLogProbs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, x_t, mask_token_id):
+        neg = neg_infinity(logits.dtype)
         bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
-        bias[mask_token_id] = NEG_INFINITY
+        bias[mask_token_id] = neg
         log_probs = logits + bias  # a fresh tensor: the caller's logits stay untouched
         log_probs.sub_(torch.logsumexp(log_probs, dim=-1, keepdim=True))
         unmasked = x_t != mask_token_id
-        fill_rows_(log_probs, unmasked, NEG_INFINITY)
+        fill_rows_(log_probs, unmasked, neg)
         rows = unmasked.nonzero(as_tuple=True)
         log_probs[(*rows, x_t[rows])] = 0.0
         ctx.save_for_backward(log_probs, unmasked)
@@ -58,7 +61,10 @@ def sedd_log_score(logits: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor,
     token is 0 (a ratio of 1).
     """
     if scale_by_sigma:
-        esigm1_log = expm1_sigma(sigma).log().to(logits.dtype)[:, None, None]
+        # at sigma = 0 (t = 0, clean data) the absorbing score is infinite: e^sigma - 1 is floored at
+        # the smallest positive float so that the output stays finite (the same value for sigma > 0)
+        esigm1 = expm1_sigma(sigma)
+        esigm1_log = esigm1.clamp_min(torch.finfo(esigm1.dtype).tiny).log().to(logits.dtype)[:, None, None]
         # the official two subtractions, the second in place on the fresh tensor (same rounding,
         # one [B, L, V] tensor fewer); then the zero at x_t in place too
         log_score = logits - esigm1_log

@@ -17,6 +17,8 @@ A method is a subclass that sets the graph, schedule and time sampler and implem
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -79,8 +81,16 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
     generation_config_class = DiffusionGenerationConfig
     # a cap on the sigma a time-conditioned backbone sees (None: none), so t = 1 embeds finitely
     max_conditioning_sigma: float | None = None
+    # the sigma beyond which the data is fully noised for every purpose (alpha = e^-50 < 2e-22):
+    # forward computes at most this, so that t = 1 stays finite where sigma(1) is infinite
+    max_sigma: float = 50.0
     # False for a method without a forward process (CSM): timesteps are then ignored
     uses_time = True
+    # why a loss at a given t = 0 is rejected (the error message's reason)
+    zero_time_loss_reason = "the loss's weight is infinite at t = 0 (1/t, or 1/(e^sigma - 1))"
+    # an eval-mode loss without a generator draws t, x_t (CSM: the neighbours) from a generator seeded
+    # with this, so that evaluations repeat exactly and leave the global RNG alone (None: global RNG)
+    eval_seed: int | None = 0
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
@@ -122,8 +132,8 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         raise NotImplementedError
 
     def loss_per_token(self, output, x0, x_t, level: NoiseLevel | None, noisy: NoisyInputs) -> torch.Tensor:
-        """The method's objective per token [B, L] (unreduced; positions outside the loss are
-        multiplied by zero afterwards, and x0 there is replaced by x_t so it is a valid id)."""
+        """The method's objective per token [B, L] (unreduced; positions outside the loss are set
+        to zero afterwards, whatever they hold, and x0 there is replaced by x_t so it is a valid id)."""
         raise NotImplementedError
 
     def backbone_conditioning(self, level: NoiseLevel) -> torch.Tensor:
@@ -134,6 +144,16 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         if self.max_conditioning_sigma is not None:
             return level.sigma.clamp_max(self.max_conditioning_sigma)
         return level.sigma
+
+    def noise_level(self, t: torch.Tensor) -> NoiseLevel:
+        """schedule(t) with sigma capped at ``max_sigma`` (and dsigma at e^max_sigma, its value there
+        under the eps = 0 log-linear schedule, whose sigma(1) = dsigma(1) = inf): the losses' limits
+        at t = 1 are finite (e.g. dsigma / (e^sigma - 1) -> 1) but inf / inf is not. Below the cap
+        (every t < 1 in float32) the values are the schedule's own, bitwise."""
+        level = self.schedule(t)
+        return dataclasses.replace(
+            level, sigma=level.sigma.clamp_max(self.max_sigma), dsigma=level.dsigma.clamp_max(math.exp(self.max_sigma))
+        )
 
     @property
     def time_sampler(self) -> TimeSampler:
@@ -152,9 +172,31 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         return NoisyInputs(timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask)
 
     def noisy_inputs_from(self, input_ids, timesteps, x0, loss_mask) -> NoisyInputs:
-        """A given noisy state: ``input_ids`` is x_t at ``timesteps``."""
+        """A given noisy state: ``input_ids`` is x_t at ``timesteps`` (in (0, 1]: the loss is an
+        integrand over t whose weight diverges at t = 0, ``check_loss_timesteps``)."""
         t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
+        self.check_loss_timesteps(t)
         return NoisyInputs(timesteps=t, x_t=input_ids, x0=x0, loss_mask=loss_mask)
+
+    def check_loss_timesteps(self, t: torch.Tensor) -> None:
+        """A loss needs t > 0: t = 0 is clean data, where every method's weight is infinite (MDLM and
+        BD3-LM: 1/t; SEDD and CTMC: the ratio 1/(e^sigma - 1); D3PM has no step k = 0). The training
+        draw never gives t = 0 (``TimeSampler``); sampling mode accepts t = 0."""
+        # a data-dependent check: eager only, as the input checks (torch.compile / export trace past it)
+        if not torch.compiler.is_compiling() and (t <= 0).any():
+            raise ValueError(
+                f"timesteps must lie in (0, 1] when labels are given ({self.zero_time_loss_reason}); "
+                "t = 0 is accepted without labels (sampling mode)"
+            )
+
+    def default_loss_generator(self, device) -> torch.Generator | None:
+        """Where a loss draws t and x_t (CSM: its neighbours) when no generator is given: the global
+        RNG in training mode (a resumed Trainer run continues exactly); in eval mode a generator
+        seeded with ``eval_seed``, so that an eval loss repeats exactly and leaves the global RNG
+        alone (``eval_seed = None``: the global RNG there too)."""
+        if self.training or self.eval_seed is None or torch.compiler.is_compiling():
+            return None
+        return torch.Generator(device=device).manual_seed(self.eval_seed)
 
     def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
         """Checks a method adds for a labelled batch (after the shared ones)."""
@@ -168,7 +210,7 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         if timesteps is None:
             raise ValueError("timesteps is required when labels are not given (input_ids is then x_t)")
         t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
-        level = self.schedule(t)
+        level = self.noise_level(t)
         hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids)
         return self.parameterize(hidden, input_ids, level), t
 
@@ -254,10 +296,20 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
             The noisy state x_t when `timesteps` is given; otherwise (training) the clean tokens,
             which `labels` usually equals.
         timesteps (`torch.Tensor` of shape `(batch,)` or a float in [0, 1], *optional*):
-            Diffusion time. If omitted with `labels`, it is drawn by the model's time sampler and
-            x_t is drawn from the forward process.
+            Diffusion time: t = 0 is clean data, t = 1 fully noised. Without `labels` (sampling mode)
+            every t in [0, 1] gives finite outputs. With `labels` it must lie in (0, 1]: the loss is
+            an integrand whose weight is infinite at t = 0, so t = 0 raises a `ValueError` (t = 1 is
+            finite). If omitted with `labels`, t is drawn by the model's time sampler (never 0) and
+            x_t from the forward process: in training mode from `generator` or the global RNG; in
+            eval mode from `generator`, or else from a generator seeded with `model.eval_seed`
+            (default 0), so that an eval loss is reproducible and leaves the global RNG untouched.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
-            The clean tokens x0; -100 marks positions that carry no loss and stay un-noised.
+            The clean tokens x0; -100 marks positions that carry no loss and stay un-noised. A
+            batch without loss positions (all -100, or an all-zero `attention_mask`) gives a loss
+            of exactly 0 with zero gradients.
+        generator (`torch.Generator`, *optional*):
+            The random draws of a loss (t, x_t, CSM's neighbours): the same generator state gives
+            the same loss.
         """
         self._check_inputs(input_ids, labels, attention_mask)
         if labels is None:
@@ -269,13 +321,15 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         loss_mask = self.loss_positions(labels, attention_mask)
         x0 = torch.where(labels != -100, labels, input_ids if input_ids is not None else torch.zeros_like(labels))
         if timesteps is None or not self.uses_time:
+            if generator is None:
+                generator = self.default_loss_generator(x0.device)
             noisy = self.prepare_noisy_inputs(x0, loss_mask, generator)
         elif input_ids is None:
             raise ValueError("with timesteps, input_ids (the noisy state x_t) is required")
         else:
             noisy = self.noisy_inputs_from(input_ids, timesteps, x0, loss_mask)
 
-        level = None if noisy.timesteps is None else self.schedule(noisy.timesteps)
+        level = None if noisy.timesteps is None else self.noise_level(noisy.timesteps)
         # one expression: the raw backbone logits ([B, L, V]) are freed as soon as they are
         # parameterized, instead of staying alive through the loss (a [B, L, V] more at the peak)
         output = self.parameterize(
@@ -283,7 +337,8 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         )
         x_t = noisy.x_t
         x0_safe = torch.where(noisy.loss_mask, noisy.x0, x_t)
-        per_token = self.loss_per_token(output, x0_safe, x_t, level, noisy) * noisy.loss_mask
+        # where, not a product: a term outside the loss may be NaN or inf (NaN * 0 is NaN)
+        per_token = torch.where(noisy.loss_mask, self.loss_per_token(output, x0_safe, x_t, level, noisy), 0.0)
         loss = reduce_loss(per_token, noisy.loss_mask, self.config.loss_reduction, num_items_in_batch)
         logits = output[: x_t.shape[0]]  # the network may have seen extra rows (CSM's neighbours)
         out = DiffusionLMOutput(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..categorical import NEG_INFINITY
+from ..categorical import neg_infinity
 from ..processes.graphs import Graph, uniform_ratio_offset
 from ..processes.schedules import NoiseLevel
 from .score_entropy import denoising_score_entropy
@@ -140,14 +140,15 @@ def ctmc_one_pass_loss(log_p0, x0, x_tilde, level: NoiseLevel, graph: Graph, los
     dsigma = level.dsigma.to(dtype)[:, None, None]
     mask = loss_mask.to(dtype)
     v = graph.vocab_size
+    neg = neg_infinity(dtype)
     at_x = torch.zeros_like(log_p0, dtype=torch.bool).scatter(-1, x_tilde.unsqueeze(-1), True)
     # forward rates into x~^d from every v: R_t(v, x~^d) = dsigma Q(x~^d <- v)
     if graph.absorbing:
         into = (x_tilde == graph.mask_token_id).unsqueeze(-1) & ~at_x
         into = into & (torch.arange(v, device=x0.device) != graph.mask_token_id)
-        log_rate_in = torch.where(into, dsigma.log(), NEG_INFINITY)
+        log_rate_in = torch.where(into, dsigma.log(), neg)
     else:
-        log_rate_in = torch.where(at_x, NEG_INFINITY, (dsigma / v).log())
+        log_rate_in = torch.where(at_x, neg, (dsigma / v).log())
     # model: log R-hat_theta(x~, d, v)
     log_rate_theta = log_rate_in + graph.log_ratio_from_x0(log_p0, x_tilde, level.sigma.to(dtype))
     regulariser = torch.where(at_x, 0.0, log_rate_theta.exp()).sum(-1)

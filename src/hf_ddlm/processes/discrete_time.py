@@ -18,8 +18,8 @@ The reverse step from x_t to x_s (s < t, any stride) given a distribution w over
 
 which is the paper's eq. 4 when w = p~(x0 | x_t), the posterior q(x_s | x_t, x0) when w = onehot(x0),
 and the exact mixture sum_v p~(v | x_t) q(x_s | x_t, v) when w ~ p~(v) / q(x_t | v) (``mixture_log_weights``).
-All of it is computed in log space; impossible states carry the finite ``NEG`` instead of -inf so that
-gradients stay finite.
+All of it is computed in log space; impossible states carry the finite log 0 ``neg_infinity(dtype)``
+(-1e6; float16 cannot hold it) instead of -inf so that gradients stay finite.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..categorical import NEG_INFINITY as NEG  # a finite log(0)
+from ..categorical import neg_infinity
 from .graphs import Graph
 from .schedules import NoiseLevel, NoiseSchedule
 
 
 def _log(p: torch.Tensor) -> torch.Tensor:
-    """log p with log 0 = NEG (clamped first so that the backward pass never sees 1/0)."""
-    return torch.where(p > 0, p.clamp_min(1e-300 if p.dtype == torch.float64 else 1e-38).log(), NEG)
+    """log p with log 0 = ``neg_infinity`` (clamped first so that the backward pass never sees 1/0)."""
+    floor = {torch.float64: 1e-300, torch.float32: 1e-38}.get(p.dtype, torch.finfo(p.dtype).tiny)
+    return torch.where(p > 0, p.clamp_min(floor).log(), neg_infinity(p.dtype))
 
 
 @dataclass
@@ -184,10 +185,10 @@ class DiscreteTimeSampler:
 
 # --- closed forms ------------------------------------------------------------------------------
 def log_stationary(graph: Graph, dtype=torch.float32, device=None) -> torch.Tensor:
-    """log pi [V]: uniform -log V, or e_m for the absorbing graph (NEG off the mask)."""
+    """log pi [V]: uniform -log V, or e_m for the absorbing graph (a finite log 0 off the mask)."""
     v = graph.vocab_size
     if graph.absorbing:
-        out = torch.full((v,), NEG, dtype=dtype, device=device)
+        out = torch.full((v,), neg_infinity(dtype), dtype=dtype, device=device)
         out[graph.mask_token_id] = 0.0
         return out
     return torch.full((v,), -torch.log(torch.tensor(float(v), dtype=torch.float64)).item(), dtype=dtype, device=device)
@@ -224,7 +225,7 @@ def mixture_log_weights(log_x0, x_t, alpha_t, one_minus_alpha_t, log_pi) -> torc
     at_xt = torch.zeros_like(log_x0, dtype=torch.bool).scatter(-1, x_t.unsqueeze(-1), True)
     # subtract log q(x_t | v) - log q(x_t | v != x_t): 0 off x_t, log_on - log_off at x_t
     shift = torch.where(compatible_off[..., 0], log_on - log_off, 0.0).unsqueeze(-1)
-    logw = torch.where(at_xt, log_x0 - shift, torch.where(compatible_off, log_x0, NEG))
+    logw = torch.where(at_xt, log_x0 - shift, torch.where(compatible_off, log_x0, neg_infinity(log_x0.dtype)))
     return logw - torch.logsumexp(logw, dim=-1, keepdim=True)
 
 
@@ -259,13 +260,13 @@ def d3pm_reverse_log_probs(
 
 def posterior_log_probs(x0, x_t, coef: StepCoefficients, log_pi) -> torch.Tensor:
     """log q(x_s | x_t, x0) (eq. 3), [B, L, V]: the reverse step with w = onehot(x0)."""
-    onehot = torch.full((*x0.shape, log_pi.shape[0]), NEG, dtype=log_pi.dtype, device=x0.device)
+    onehot = torch.full((*x0.shape, log_pi.shape[0]), neg_infinity(log_pi.dtype), dtype=log_pi.dtype, device=x0.device)
     return reverse_log_probs(onehot.scatter(-1, x0.unsqueeze(-1), 0.0), x_t, coef, log_pi)
 
 
 def marginal_log_probs(x0, alpha_t, one_minus_alpha_t, log_pi) -> torch.Tensor:
     """log q(x_t | x0) = log(alpha_bar_t onehot(x0) + (1 - alpha_bar_t) pi), [B, L, V]."""
-    onehot = torch.full((*x0.shape, log_pi.shape[0]), NEG, dtype=log_pi.dtype, device=x0.device)
+    onehot = torch.full((*x0.shape, log_pi.shape[0]), neg_infinity(log_pi.dtype), dtype=log_pi.dtype, device=x0.device)
     onehot = onehot.scatter(-1, x0.unsqueeze(-1), 0.0)
     return torch.logaddexp(_log(_col(alpha_t)) + onehot, _log(_col(one_minus_alpha_t)) + log_pi)
 

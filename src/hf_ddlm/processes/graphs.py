@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from ..categorical import NEG_INFINITY, fill_rows_
+from ..categorical import fill_rows_, neg_infinity
 from .schedules import expm1_sigma
 
 
@@ -175,10 +175,10 @@ class AbsorbingGraph(Graph):
     def log_ratio_from_x0(self, log_p0, x, sigma) -> torch.Tensor:
         """log p_t(x with token y) / p_t(x) implied by p(x0 | x) [..., V] (Campbell et al. eq. of
         R-hat, summed over x0 in closed form): at a masked position sum_x0 p(x0) q(y|x0)/q(M|x0) =
-        p(y) / (e^sigma - 1); unmasked positions never move (NEG_INFINITY off x). 0 at y = x."""
+        p(y) / (e^sigma - 1); unmasked positions never move (a finite log 0 off x). 0 at y = x."""
         esigm1 = expm1_sigma(_expand(sigma, x)).clamp_min(1e-30).unsqueeze(-1).to(log_p0.dtype)
         masked = (x == self.mask_token_id).unsqueeze(-1)
-        out = torch.where(masked, log_p0 - esigm1.log(), NEG_INFINITY)
+        out = torch.where(masked, log_p0 - esigm1.log(), neg_infinity(log_p0.dtype))
         return out.scatter(-1, x.unsqueeze(-1), 0.0)
 
 

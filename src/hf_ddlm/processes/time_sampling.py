@@ -12,7 +12,8 @@ class TimeSampler:
     ``antithetic=True`` is MDLM's low-discrepancy sampler: one draw in each of the n strata of
     [0, 1), u_i = (u_i + i) / n mod 1, with n the number of draws (BD3-LM stratifies over the
     B x num_blocks cells). It lowers the variance of the batch's loss and keeps every t marginally
-    uniform. eps_min = eps_max = 1 is BD3-LM's fully masked training (t = 1 exactly).
+    uniform. eps_min = eps_max = 1 is BD3-LM's fully masked training (t = 1 exactly). t is never 0
+    (with eps = 0 a draw u = 0 gives the smallest positive float instead).
     """
 
     def __init__(self, eps: float = 1e-3, antithetic: bool = False, eps_max: float = 1.0):
@@ -33,7 +34,12 @@ class TimeSampler:
             u = (u / n + offset) % 1
         if self.eps >= 1.0:
             return torch.ones_like(u)
-        return (self.eps_max - self.eps) * u + self.eps
+        t = (self.eps_max - self.eps) * u + self.eps
+        if self.eps == 0.0:
+            # u = 0 is a possible draw; t = 0 (clean data) has probability 0 under U[0, 1] and an
+            # infinite loss weight, so it becomes the smallest positive float
+            t = t.clamp_min(torch.finfo(t.dtype).tiny)
+        return t
 
 
 __all__ = ["TimeSampler"]

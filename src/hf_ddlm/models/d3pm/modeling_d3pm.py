@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from ...categorical import neg_infinity
 from ...generation.configuration import DiffusionGenerationConfig
 from ...generation.mixin import DiffusionGenerationMixin
 from ...objectives.d3pm import d3pm_hybrid_loss, d3pm_vb_term
-from ...processes.discrete_time import NEG, DiscreteTimeSampler, log_stationary, prior_kl
+from ...processes.discrete_time import DiscreteTimeSampler, log_stationary, prior_kl
 from ..modeling_utils import DiffusionPreTrainedModel
 from .configuration_d3pm import D3PMConfig
 
@@ -27,6 +28,7 @@ class D3PMForDiffusionLM(D3PMPreTrainedModel, DiffusionGenerationMixin):
 
     default_sampler = "d3pm_ancestral"
     model_output_kind = "log_probs"
+    zero_time_loss_reason = "D3PM has loss terms for steps k = 1..T only"
 
     def __init__(self, config: D3PMConfig):
         super().__init__(config)
@@ -55,7 +57,8 @@ class D3PMForDiffusionLM(D3PMPreTrainedModel, DiffusionGenerationMixin):
     def parameterize(self, logits, x_t, level):
         if self.graph.absorbing:  # the mask is never a clean token
             logits = logits.masked_fill(
-                torch.arange(logits.shape[-1], device=logits.device) == self.graph.mask_token_id, NEG
+                torch.arange(logits.shape[-1], device=logits.device) == self.graph.mask_token_id,
+                neg_infinity(logits.dtype),
             )
         return torch.log_softmax(logits, dim=-1)
 
