@@ -349,6 +349,18 @@ def test_position_ids_of_the_wrong_shape(every_model, method, position_ids):
         every_model[method](input_ids=CLEAN, timesteps=0.5, position_ids=position_ids.long())
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_position_ids_of_one_row_in_training(every_model, method):
+    labels = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    if method == "bd3lm":  # positions are for its sampling mode
+        with pytest.raises(ValueError, match="position_ids are for sampling mode"):
+            every_model[method](labels=labels, position_ids=torch.arange(4)[None])
+        return
+    generator = torch.Generator().manual_seed(0)
+    out = every_model[method](labels=labels, position_ids=torch.arange(4)[None], generator=generator)
+    assert torch.isfinite(out.loss)
+
+
 def test_position_ids_must_be_integers(model):
     with pytest.raises(ValueError, match="position_ids must hold integer positions"):
         model(input_ids=X, timesteps=0.5, position_ids=torch.arange(4.0))
@@ -556,6 +568,12 @@ def test_invalid_generation_config_json_names_the_file(mdlm_folder, tmp_path, te
     (folder / "generation_config.json").write_text(text)
     with pytest.raises(ValueError, match=rf"generation_config\.json.*{message}"):
         MDLMForDiffusionLM.from_pretrained(folder)
+
+
+def test_from_pretrained_without_a_folder(mdlm):
+    loaded = MDLMForDiffusionLM.from_pretrained(None, config=mdlm.config, state_dict=mdlm.state_dict())
+    assert loaded.generation_config.sampler == "ancestral"
+    torch.testing.assert_close(loaded(input_ids=X, timesteps=0.5).logits, mdlm(input_ids=X, timesteps=0.5).logits)
 
 
 def test_a_missing_generation_config_json_gives_the_defaults(mdlm_folder, tmp_path):
