@@ -32,7 +32,9 @@ def neg_infinity(dtype: torch.dtype) -> float:
 
 def fill_rows_(tensor: torch.Tensor, rows: torch.Tensor, value: float) -> torch.Tensor:
     """tensor[rows] = value in place for a [..., V] tensor and a boolean [...] row selection."""
-    if tensor.is_contiguous():  # index_fill_ on the row view: much faster than a broadcast masked_fill_
+    # index_fill_ on the row view: much faster than a broadcast masked_fill_ (which torch.compile and
+    # torch.export take instead: the row indices have a data-dependent shape)
+    if tensor.is_contiguous() and not torch.compiler.is_compiling():
         tensor.view(-1, tensor.shape[-1]).index_fill_(0, rows.reshape(-1).nonzero().squeeze(-1), value)
     else:
         tensor.masked_fill_(rows.unsqueeze(-1), value)

@@ -8,6 +8,7 @@ perplexity from above: the number the SEDD and MDLM papers report ("PPL <= ...")
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -65,9 +66,18 @@ class LikelihoodMixin:
         ``sampling_eps``; 0 integrates the whole of [0, 1] (methods whose bound needs t_min > 0, or
         that have discrete time, say so).
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        num_samples = int(num_samples)
         self._check_ids(input_ids, "input_ids", allow_mask=False)
+        if attention_mask is not None and (
+            not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape
+        ):
+            shape = tuple(attention_mask.shape) if torch.is_tensor(attention_mask) else type(attention_mask).__name__
+            raise ValueError(
+                f"attention_mask must be [batch, length] = [{', '.join(map(str, input_ids.shape))}] "
+                f"(the shape of input_ids, 1 for the tokens to score), got {shape}"
+            )
         t_min = self.elbo_t_min(t_min)
         batch_size, device = input_ids.shape[0], input_ids.device
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()

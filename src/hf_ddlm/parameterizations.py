@@ -36,8 +36,10 @@ class _SubsLogProbs(torch.autograd.Function):
         log_probs.sub_(torch.logsumexp(log_probs, dim=-1, keepdim=True))
         unmasked = x_t != mask_token_id
         fill_rows_(log_probs, unmasked, neg)
-        rows = unmasked.nonzero(as_tuple=True)
-        log_probs[(*rows, x_t[rows])] = 0.0
+        # 0 at x_t on the carried-over rows; a masked row gets its own value back (no
+        # data-dependent shapes, so torch.compile and torch.export trace it)
+        at_x_t = x_t.unsqueeze(-1)
+        log_probs.scatter_(-1, at_x_t, torch.where(unmasked.unsqueeze(-1), 0.0, log_probs.gather(-1, at_x_t)))
         ctx.save_for_backward(log_probs, unmasked)
         return log_probs
 

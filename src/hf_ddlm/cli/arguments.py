@@ -41,6 +41,25 @@ def positive_int(value: str) -> int:
     return number
 
 
+def torch_device(value: str) -> str:
+    """A torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError("'meta' holds no weights: pass cpu or an accelerator")
+    backend = getattr(torch, device.type, None) if device.type != "mps" else torch.backends.mps
+    if device.type != "cpu" and hasattr(backend, "is_available") and not backend.is_available():
+        raise argparse.ArgumentTypeError(f"'{value}': {device.type} is not available on this machine; use --device cpu")
+    count = getattr(backend, "device_count", None) if device.type != "cpu" else None
+    if device.index is not None and count is not None and device.index >= count():
+        raise argparse.ArgumentTypeError(f"'{value}': this machine has {count()} {device.type} device(s)")
+    return value
+
+
 def key_value(value: str) -> tuple[str, object]:
     """``key=value`` with the value read as JSON when it parses (``3``, ``true``), else as text."""
     if "=" not in value:
@@ -61,7 +80,11 @@ SHARED = {
     "--eval-file": {"type": existing_file, "nargs": "+", "help": "held-out UTF-8 text files"},
     "--eval-samples": {"type": positive_int, "default": 4, "help": "Monte-Carlo draws of t per held-out sequence"},
     "--seed": {"type": int, "default": 0},
-    "--device": {"default": None, "help": "a torch device (default: cuda when available, else cpu)"},
+    "--device": {
+        "type": torch_device,
+        "default": None,
+        "help": "a torch device (default: cuda when available, else cpu)",
+    },
     "--overwrite": {"action": "store_true"},
     "--quiet": {"action": "store_true", "help": "no progress bar"},
 }
@@ -78,4 +101,13 @@ def add_shared(parser: argparse.ArgumentParser, *names: str, **changes) -> None:
         parser.add_argument(name, **{**SHARED[name], **changes})
 
 
-__all__ = ["SHARED", "add_shared", "existing_dir", "existing_file", "existing_path", "key_value", "positive_int"]
+__all__ = [
+    "SHARED",
+    "add_shared",
+    "existing_dir",
+    "existing_file",
+    "existing_path",
+    "key_value",
+    "positive_int",
+    "torch_device",
+]

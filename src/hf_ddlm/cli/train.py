@@ -97,7 +97,10 @@ def _config(args, vocab_size):
     unknown = sorted(k for k in overrides if not hasattr(base, k))
     if unknown:
         raise CLIError(f"--set: {type(base).__name__} has no field(s) {unknown}")
-    config = AutoConfig.from_pretrained(args.config, **overrides)
+    try:
+        config = AutoConfig.from_pretrained(args.config, **overrides)
+    except ValueError as error:  # the config's own check of a value, naming the field
+        raise CLIError(f"--set: {error}") from None
     config.vocab_size = vocab_size
     if getattr(config, "graph", None) == "absorbing":
         config.mask_token_id = vocab_size - 1

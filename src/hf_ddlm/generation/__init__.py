@@ -3,9 +3,21 @@ from .cache import BlockKVCache, CacheView
 from .configuration import DiffusionGenerationConfig
 from .infill import parse_infill_pattern
 from .mixin import DiffusionGenerateOutput, DiffusionGenerationMixin
-from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
+from .utils import (
+    AUTOREGRESSIVE_ONLY,
+    MAX_INFERENCE_STEPS,
+    build_sampler,
+    check_generation_config,
+    filter_model_output,
+    repeat_rows,
+    resolve_generator,
+    uses_filters,
+    warn_about_long_runs,
+)
 
 __all__ = [
+    "AUTOREGRESSIVE_ONLY",
+    "MAX_INFERENCE_STEPS",
     "BlockDiffusionGenerateOutput",
     "BlockDiffusionGenerationMixin",
     "BlockKVCache",
@@ -14,8 +26,11 @@ __all__ = [
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
     "build_sampler",
+    "check_generation_config",
     "filter_model_output",
     "parse_infill_pattern",
     "repeat_rows",
     "resolve_generator",
+    "uses_filters",
+    "warn_about_long_runs",
 ]

@@ -165,6 +165,7 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
         if input_ids is None and infill_mask is None and gc.bos_token_id is not None:
             input_ids = torch.full((copies, 1), gc.bos_token_id, dtype=torch.long, device=device)
         elif input_ids is not None:
+            self._check_ids(input_ids, "input_ids")
             input_ids, attention_mask, infill_mask = repeat_rows(
                 copies, input_ids.to(device), attention_mask, infill_mask
             )

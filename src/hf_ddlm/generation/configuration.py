@@ -18,7 +18,11 @@ class DiffusionGenerationConfig(GenerationConfig):
         use_cache (`bool`, defaults to True): reuse the network output when a step changed no token
             and the model is not time-conditioned (exact; saves function evaluations).
         The usual `max_length`, `max_new_tokens`, `num_return_sequences`, `temperature`, `top_k`
-        and `top_p` keep their `transformers` meaning; `do_sample` is always true in diffusion.
+        and `top_p` keep their `transformers` meaning; `do_sample=False` is greedy decoding: every
+        revealed token is the most likely clean token (`top_k=1`; which positions are revealed at a
+        step stays random). transformers' options of autoregressive decoding (`num_beams`,
+        `repetition_penalty`, `no_repeat_ngram_size`, `min_new_tokens`, ...: ``AUTOREGRESSIVE_ONLY``
+        in ``generation.utils``) are refused unless neutral. `num_inference_steps` is at most 10^6.
     """
 
     def __init__(

@@ -14,10 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.utils import ModelOutput
+from transformers.utils import GENERATION_CONFIG_NAME, ModelOutput, cached_file
 
 from .configuration import DiffusionGenerationConfig
-from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
+from .utils import (
+    build_sampler,
+    check_generation_config,
+    filter_model_output,
+    repeat_rows,
+    resolve_generator,
+    uses_filters,
+    warn_about_long_runs,
+)
 
 
 @dataclass
@@ -46,21 +54,55 @@ class DiffusionGenerationMixin:
     def adjust_generation_fn(
         self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs
     ):
-        """Called by ``from_pretrained``: load ``generation_config.json`` into our config class."""
+        """Called by ``from_pretrained``: load ``generation_config.json`` into our config class. A
+        missing file gives the defaults; a file that does not load or holds invalid values raises,
+        naming it."""
         if generation_config is not None:
             self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
+            return
+        if pretrained_model_name_or_path is None:  # from_pretrained(None, config=..., state_dict=...)
+            self.generation_config = self._default_generation_config()
             return
         keep = {
             k: kwargs[k]
             for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
             if k in kwargs
         }
+        name = "/".join(str(p) for p in (pretrained_model_name_or_path, keep.get("subfolder")) if p)
+        name += "/" + GENERATION_CONFIG_NAME
         try:
-            self.generation_config = self.generation_config_class.from_pretrained(pretrained_model_name_or_path, **keep)
-        except (OSError, ValueError):
-            self.generation_config = self._default_generation_config()
-        if self.generation_config.sampler is None:
-            self.generation_config.sampler = self.default_sampler
+            gc = self.generation_config_class.from_pretrained(pretrained_model_name_or_path, **keep)
+        except (OSError, ValueError) as error:
+            found = cached_file(
+                pretrained_model_name_or_path,
+                GENERATION_CONFIG_NAME,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **keep,
+            )
+            if found is not None:  # there, but it does not load
+                raise ValueError(f"{name} is not a valid generation config: {error}") from None
+            gc = self._default_generation_config()
+        if gc.sampler is None:
+            gc.sampler = self.default_sampler
+        try:
+            self._check_generation_config(gc)
+        except ValueError as error:
+            raise ValueError(f"{name} is not a valid generation config: {error}") from None
+        self.generation_config = gc
+
+    def _check_generation_config(self, gc: DiffusionGenerationConfig) -> None:
+        """Every check of ``gc`` that needs no input: its values, then what this model can do with them."""
+        check_generation_config(gc)
+        if (uses_filters(gc) or gc.do_sample is False) and not (
+            self.graph.absorbing and self.model_output_kind in ("log_probs", "log_score")
+        ):
+            used = [f"{k}={getattr(gc, k)!r}" for k in ("temperature", "top_k", "top_p") if getattr(gc, k) is not None]
+            used += ["do_sample=False"] if gc.do_sample is False else []
+            raise ValueError(
+                f"{', '.join(used)}: temperature / top_k / top_p and greedy decoding need a distribution over clean "
+                f"tokens, which {type(self).__name__} on the {self.config.graph} graph does not output"
+            )
 
     def _prepare_generation_config(self, generation_config, kwargs):
         base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
@@ -76,30 +118,15 @@ class DiffusionGenerationMixin:
             raise ValueError(f"generate got unknown arguments {sorted(unused)}")
         if gc.sampler is None:
             gc.sampler = self.default_sampler
-        # transformers v5 leaves unset fields None; check the ones generate reads
-        for name in ("num_return_sequences", "max_length", "max_new_tokens"):
-            value = getattr(gc, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if gc.temperature is not None and not gc.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {gc.temperature}")
-        if gc.top_k is not None and (not isinstance(gc.top_k, int) or gc.top_k < 0):
-            raise ValueError(f"top_k must be a non-negative integer (0 or None: no top-k), got {gc.top_k!r}")
-        if gc.top_p is not None and not 0 < gc.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {gc.top_p}")
+        self._check_generation_config(gc)
+        warn_about_long_runs(gc)
+        if gc.do_sample is False:  # greedy: every revealed token is the argmax of p_theta(x0 | x_t)
+            gc.top_k = 1
         return gc
 
     def _build_canvas(self, input_ids, attention_mask, infill_mask, gc, device, generator):
         """Returns (x, fixed, attention_mask): the initial state, the positions that never change."""
-        graph, vocab = self.graph, self.config.vocab_size
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
-            if input_ids.dtype not in (torch.int64, torch.int32):
-                raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
-            bad = (input_ids < 0) | (input_ids >= vocab)
-            if bad.any():
-                raise ValueError(f"input_ids has ids outside [0, {vocab})")
+        graph = self.graph  # input_ids: checked by generate (_check_ids) before its rows are repeated
         if infill_mask is not None:
             if input_ids is None or infill_mask.shape != input_ids.shape:
                 raise ValueError("infill_mask needs input_ids of the same shape (True marks positions to generate)")
@@ -175,11 +202,10 @@ class DiffusionGenerationMixin:
         """
         gc = self._prepare_generation_config(generation_config, kwargs)
         steps = gc.num_inference_steps
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer, got {steps!r}")
         device = self.device
         generator = resolve_generator(generator, seed, device)
         if input_ids is not None:
+            self._check_ids(input_ids, "input_ids")
             input_ids, attention_mask, infill_mask = repeat_rows(
                 gc.num_return_sequences, input_ids.to(device), attention_mask, infill_mask
             )

@@ -1,14 +1,137 @@
 """The set-up both generation loops share (whole-sequence denoising in ``mixin``, block decoding in
-``block_decoding``): the random generator, the ``num_return_sequences`` copies, the sampler and its
-checks, and the temperature / top-k / top-p filter on the model's output."""
+``block_decoding``): the checks of a generation config, the random generator, the
+``num_return_sequences`` copies, the sampler and its checks, and the temperature / top-k / top-p
+filter on the model's output."""
 
 from __future__ import annotations
+
+import numbers
+import warnings
 
 import torch
 
 from ..categorical import filter_logits
 from ..samplers import Sampler, get_sampler
 from .configuration import DiffusionGenerationConfig
+
+# num_inference_steps above this is refused (at one network call per step a small model would run for
+# days, and the time grid alone would take num_inference_steps * 4 bytes); above MANY it warns
+MAX_INFERENCE_STEPS = 1_000_000
+MANY_INFERENCE_STEPS = 100_000
+
+# transformers' options of left-to-right decoding that iterative denoising has no counterpart for,
+# with their neutral values (which a generation_config.json may carry): generate refuses any other
+# value rather than ignore it. (do_sample=False has one: greedy decoding, see check_generation_config.)
+AUTOREGRESSIVE_ONLY = {
+    # length and stopping: a canvas has its length before denoising starts
+    "min_length": 0,
+    "min_new_tokens": 0,
+    "max_time": None,
+    "stop_strings": None,
+    "early_stopping": False,
+    # search over left-to-right prefixes
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+    "length_penalty": 1.0,
+    "penalty_alpha": None,
+    "dola_layers": None,
+    "constraints": None,
+    "force_words_ids": None,
+    # logits processors that read the tokens generated so far, or the next position
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
+    "guidance_scale": 1.0,
+    "watermarking_config": None,
+    "token_healing": False,
+    # truncation samplers hf_ddlm does not implement (it has temperature, top_k and top_p)
+    "min_p": None,
+    "top_h": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    # per-token scores of left-to-right steps
+    "output_scores": False,
+    "output_logits": False,
+}
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_generation_config(gc: DiffusionGenerationConfig) -> None:
+    """The checks of ``gc``'s values that do not depend on the model, each naming its field."""
+    # transformers v5 leaves unset fields None; check the ones generate reads
+    for name in ("num_return_sequences", "max_length", "max_new_tokens"):
+        value = getattr(gc, name)
+        if value is not None and not _positive_int(value):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    steps = gc.num_inference_steps
+    if not _positive_int(steps):
+        raise ValueError(f"num_inference_steps must be a positive integer, got {steps!r}")
+    if steps > MAX_INFERENCE_STEPS:
+        raise ValueError(
+            f"num_inference_steps must be at most {MAX_INFERENCE_STEPS} (got {steps}): each step is a network call, "
+            "so this would run for days, and its time grid alone takes num_inference_steps * 4 bytes "
+            "(the papers use up to about 10^4)"
+        )
+    if gc.temperature is not None and not (isinstance(gc.temperature, numbers.Real) and gc.temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {gc.temperature!r}")
+    if gc.top_k is not None and not (_positive_int(gc.top_k) or gc.top_k == 0):
+        raise ValueError(f"top_k must be a non-negative integer (0 or None: no top-k), got {gc.top_k!r}")
+    if gc.top_p is not None and not (isinstance(gc.top_p, numbers.Real) and 0 < gc.top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {gc.top_p!r}")
+    if gc.do_sample not in (None, True, False):  # None: unset, sampling
+        raise ValueError(f"do_sample must be True or False, got {gc.do_sample!r}")
+    if gc.do_sample is False and uses_filters(gc):
+        raise ValueError(
+            "do_sample=False is greedy decoding (the most likely clean token at every revealed position): "
+            "it takes no temperature / top_k / top_p"
+        )
+    set_options = {
+        name: getattr(gc, name)
+        for name, neutral in AUTOREGRESSIVE_ONLY.items()
+        if getattr(gc, name, None) is not None and getattr(gc, name) != neutral
+    }
+    if set_options:
+        listed = ", ".join(f"{name}={value!r}" for name, value in set_options.items())
+        raise ValueError(
+            f"{listed}: {'an option' if len(set_options) == 1 else 'options'} of autoregressive (left-to-right) "
+            "decoding, which iterative denoising has no counterpart for; remove "
+            f"{'it' if len(set_options) == 1 else 'them'} (diffusion generate takes temperature, top_k, top_p, "
+            "do_sample=False for greedy decoding, num_inference_steps and a sampler)"
+        )
+
+
+def uses_filters(gc: DiffusionGenerationConfig) -> bool:
+    """Whether ``gc`` changes the model's distribution over clean tokens (temperature, top-k, top-p)."""
+    return (
+        (gc.temperature is not None and gc.temperature != 1.0)
+        or bool(gc.top_k)
+        or (gc.top_p is not None and gc.top_p < 1.0)
+    )
+
+
+def warn_about_long_runs(gc: DiffusionGenerationConfig) -> None:
+    if gc.num_inference_steps > MANY_INFERENCE_STEPS:
+        warnings.warn(
+            f"num_inference_steps={gc.num_inference_steps} makes up to that many network calls per canvas (per block "
+            "for block diffusion): expect a long run; the papers use up to about 10^4 steps",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def resolve_generator(
@@ -71,4 +194,14 @@ def filter_model_output(
     return torch.where(masked, new, output)
 
 
-__all__ = ["build_sampler", "filter_model_output", "repeat_rows", "resolve_generator"]
+__all__ = [
+    "AUTOREGRESSIVE_ONLY",
+    "MAX_INFERENCE_STEPS",
+    "build_sampler",
+    "check_generation_config",
+    "filter_model_output",
+    "repeat_rows",
+    "resolve_generator",
+    "uses_filters",
+    "warn_about_long_runs",
+]

@@ -222,9 +222,25 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         return loss_mask
 
     # --- input checks -------------------------------------------------------------------------
+    # Shape and type checks run always; checks that read tensor values (ids in the vocabulary, t in
+    # [0, 1]) run in eager mode only: torch.compile(fullgraph=True) and torch.export cannot branch
+    # on data, so a traced graph trusts its inputs (_reads_values).
+    @staticmethod
+    def _reads_values() -> bool:
+        return not torch.compiler.is_compiling()
+
     def _check_ids(self, ids, name, allow_mask=True):
+        if not torch.is_tensor(ids):
+            raise ValueError(f"{name} must be a torch.Tensor of token ids [batch, length], got {type(ids).__name__}")
+        if ids.dim() != 2:
+            hint = f" (one sequence: {name}[None])" if ids.dim() == 1 else ""
+            raise ValueError(f"{name} must be [batch, length] (2-D), got shape {tuple(ids.shape)}{hint}")
+        if ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): batch size and length must be >= 1")
         if ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+        if not self._reads_values():
+            return
         bad = (ids < 0) | (ids >= self.config.vocab_size)
         if name == "labels":
             bad &= ids != -100
@@ -234,15 +250,49 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
             if (ids == self.graph.mask_token_id).any():
                 raise ValueError(f"{name} must not contain the mask token id {self.graph.mask_token_id}")
 
+    @staticmethod
+    def _check_timesteps_type(timesteps):
+        """A number, a tensor or a sequence of numbers (not text, not a bool)."""
+        if timesteps is None or torch.is_tensor(timesteps):
+            return
+        ok = isinstance(timesteps, (int, float)) and not isinstance(timesteps, bool)
+        if not ok and isinstance(timesteps, (list, tuple)):
+            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in timesteps)
+        if not ok and hasattr(timesteps, "__array__"):  # numpy
+            ok = getattr(timesteps, "dtype", None) is not None and timesteps.dtype.kind in "iuf"
+        if not ok:
+            raise ValueError(
+                f"timesteps must be a number in [0, 1] or a tensor of shape (batch,), got {type(timesteps).__name__} "
+                f"{timesteps!r}"
+            )
+
     def _check_timesteps(self, timesteps, batch_size, device):
+        self._check_timesteps_type(timesteps)
         timesteps = torch.as_tensor(timesteps, dtype=torch.float32, device=device)
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(batch_size)
         if timesteps.shape != (batch_size,):
             raise ValueError(f"timesteps must be a scalar or of shape ({batch_size},), got {tuple(timesteps.shape)}")
-        if ((timesteps < 0) | (timesteps > 1)).any() or torch.isnan(timesteps).any():
+        if self._reads_values() and (((timesteps < 0) | (timesteps > 1)).any() or torch.isnan(timesteps).any()):
             raise ValueError("timesteps must lie in [0, 1] (t=0 is clean data, t=1 fully noised)")
         return timesteps
+
+    @staticmethod
+    def _check_position_ids(position_ids, shape):
+        if position_ids is None:
+            return
+        batch, length = shape
+        if not torch.is_tensor(position_ids) or position_ids.dtype not in (torch.int64, torch.int32):
+            kind = position_ids.dtype if torch.is_tensor(position_ids) else type(position_ids).__name__
+            raise ValueError(f"position_ids must hold integer positions (a LongTensor), got {kind}")
+        ok = position_ids.shape[-1:] == (length,) and (
+            position_ids.dim() == 1 or (position_ids.dim() == 2 and position_ids.shape[0] in (1, batch))
+        )
+        if not ok:
+            raise ValueError(
+                f"position_ids must be [length] or [batch or 1, length] = [{length}] or [{batch} or 1, {length}] "
+                f"(the shape of input_ids {tuple(shape)}), got {tuple(position_ids.shape)}"
+            )
 
     def _check_attention_mask(self, attention_mask, shape):
         if attention_mask is None:
@@ -265,7 +315,9 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
                     f"[{batch} or 1, {heads} or 1, {length}, {length}], got {tuple(attention_mask.shape)}"
                 )
 
-    def _check_inputs(self, input_ids, labels, attention_mask, allow_mask_in_labels=False):
+    def _check_inputs(
+        self, input_ids, labels, attention_mask, position_ids=None, timesteps=None, allow_mask_in_labels=False
+    ):
         if input_ids is None and labels is None:
             raise ValueError("forward needs input_ids (the noisy state) or labels (the clean tokens)")
         if input_ids is not None:
@@ -276,7 +328,10 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
                 raise ValueError(
                     f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
                 )
-        self._check_attention_mask(attention_mask, (input_ids if input_ids is not None else labels).shape)
+        shape = (input_ids if input_ids is not None else labels).shape
+        self._check_attention_mask(attention_mask, shape)
+        self._check_position_ids(position_ids, shape)
+        self._check_timesteps_type(timesteps)  # also where a method ignores them (CSM)
 
     # --- the shared forward -------------------------------------------------------------------
     def forward(
@@ -311,7 +366,7 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
             The random draws of a loss (t, x_t, CSM's neighbours): the same generator state gives
             the same loss.
         """
-        self._check_inputs(input_ids, labels, attention_mask)
+        self._check_inputs(input_ids, labels, attention_mask, position_ids, timesteps)
         if labels is None:
             logits, t = self.denoise(input_ids, timesteps, attention_mask, position_ids, **kwargs)
             out = DiffusionLMOutput(logits=logits, timesteps=t, noisy_input_ids=input_ids)

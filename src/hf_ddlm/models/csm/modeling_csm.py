@@ -66,8 +66,8 @@ class CSMForDiffusionLM(CSMPreTrainedModel, DiffusionGenerationMixin):
         rows = noisy.network_input.shape[0] // noisy.x_t.shape[0]
         if attention_mask is not None:
             attention_mask = attention_mask.repeat(rows, *[1] * (attention_mask.dim() - 1))
-        if position_ids is not None and position_ids.dim() > 1:
-            position_ids = position_ids.repeat(rows, 1)
+        if position_ids is not None and position_ids.dim() > 1:  # [B or 1, L] -> one row per network row
+            position_ids = position_ids.expand(noisy.x_t.shape[0], -1).repeat(rows, 1)
         zeros = torch.zeros(noisy.network_input.shape[0], device=noisy.network_input.device)
         return self.backbone(noisy.network_input, zeros, attention_mask, position_ids)
 
