@@ -7,8 +7,15 @@ Forward, for ids X [B, L] and a conditioning scalar ``sigma`` [B]:
   h = E[X];  c = SiLU(MLP(sinusoid(sigma)))   (cos first, 256 features, no rescaling of sigma)
   each block:  h += gate1 * attn(modulate(LN(h)))  and  h += gate2 * mlp(modulate(LN(h)))
   logits = linear(modulate(LN(h)))
-with rotary positions (rotate-half layout) on q and k, and scaled-dot-product attention that
-takes a boolean mask (padding, or any [B, 1, Lq, Lk] pattern such as BD3-LM's block mask).
+with rotary positions (rotate-half layout) on q and k, and attention that takes a boolean mask
+(padding, or any [B, 1, Lq, Lk] pattern such as BD3-LM's block mask).
+
+The attention kernel follows transformers' conventions: ``config._attn_implementation`` names a
+function of ``ALL_ATTENTION_FUNCTIONS`` ("sdpa", the default; "eager", this file's reference, the
+one that returns the attention weights; any registered one), called as
+``fn(module, q, k, v, mask, dropout=, scaling=)``. A FlexAttention ``BlockMask`` (BD3-LM's training
+mask under "flex_attention") runs FlexAttention. Each block returns ``(hidden, attn_weights)``, so
+the model's ``_can_record_outputs`` hooks collect ``hidden_states`` and ``attentions``.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .attention import dot_product_attention
+from .attention import FLEX_ATTENTION_AVAILABLE, BlockMask, flex_attention_forward
 
 
 class LayerNorm(nn.Module):
@@ -95,11 +103,37 @@ def apply_rotary(x, cos, sin):
     return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
+def eager_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """softmax(q k^T * scaling + mask) v, written out: the reference every other kernel must match,
+    and the one that returns the weights. q [B, H, Lq, d], k, v [B, H, Lk, d]; ``attention_mask`` is
+    boolean (True = attend) or additive, broadcastable to [B, H, Lq, Lk]. Returns
+    (output [B, Lq, H, d], weights [B, H, Lq, Lk]), transformers' layout."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 class DDiTBlock(GradientCheckpointingLayer):
     is_causal = False
 
-    def __init__(self, hidden_size: int, num_heads: int, cond_dim: int, mlp_ratio: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        cond_dim: int,
+        mlp_ratio: int = 4,
+        dropout: float = 0.1,
+        config=None,
+    ):
         super().__init__()
+        self.config = config  # read for _attn_implementation at every call (it can change at runtime)
         self.n_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.norm1 = LayerNorm(hidden_size)
@@ -122,15 +156,25 @@ class DDiTBlock(GradientCheckpointingLayer):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache(k, v)
-        o = dot_product_attention(q, k, v, attn_mask)  # SDPA, or FlexAttention for a BlockMask
-        return o.transpose(1, 2).reshape(b, l, -1)
+        # scaling=None: the kernel's own 1/sqrt(d), bit for bit what the official SDPA call computes
+        o, weights = self.attention_function(attn_mask)(self, q, k, v, attn_mask, dropout=0.0, scaling=None)
+        return o.reshape(b, l, -1), weights
+
+    def attention_function(self, attn_mask):
+        if FLEX_ATTENTION_AVAILABLE and isinstance(attn_mask, BlockMask):
+            return flex_attention_forward
+        implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        if implementation == "flex_attention":  # a dense mask (padding, a cache read): SDPA computes the same
+            implementation = "sdpa"
+        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
     def forward(self, x, c, cos, sin, attn_mask=None, kv_cache=None):
+        """Returns (x, attention weights or None)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-        h = self.attention(modulate(self.norm1(x), shift1, scale1), cos, sin, attn_mask, kv_cache)
+        h, weights = self.attention(modulate(self.norm1(x), shift1, scale1), cos, sin, attn_mask, kv_cache)
         x = x + gate1 * F.dropout(self.attn_out(h), self.dropout, self.training)
         h = self.mlp(modulate(self.norm2(x), shift2, scale2))
-        return x + gate2 * F.dropout(h, self.dropout, self.training)
+        return x + gate2 * F.dropout(h, self.dropout, self.training), weights
 
 
 class DDitFinalLayer(nn.Module):
@@ -147,7 +191,8 @@ class DDitFinalLayer(nn.Module):
 
 
 class EmbeddingLayer(nn.Module):
-    """A raw [V, D] matrix (key ``vocab_embed.embedding``), untied from the output layer."""
+    """A raw [V, D] matrix (key ``vocab_embed.embedding``, the official name), untied from the
+    output layer. ``weight``, ``num_embeddings`` and ``embedding_dim`` read as nn.Embedding's do."""
 
     def __init__(self, dim: int, vocab_size: int):
         super().__init__()
@@ -161,6 +206,10 @@ class EmbeddingLayer(nn.Module):
     @property
     def num_embeddings(self):
         return self.embedding.shape[0]
+
+    @property
+    def embedding_dim(self):
+        return self.embedding.shape[1]
 
     def forward(self, x):
         return F.embedding(x, self.embedding)
@@ -186,23 +235,43 @@ class DiT(nn.Module):
         self.sigma_map = TimestepEmbedder(config.cond_dim)
         self.rotary_emb = Rotary(config.hidden_size // config.num_attention_heads)
         self.blocks = nn.ModuleList(
-            DDiTBlock(config.hidden_size, config.num_attention_heads, config.cond_dim, config.mlp_ratio, config.dropout)
+            DDiTBlock(
+                config.hidden_size,
+                config.num_attention_heads,
+                config.cond_dim,
+                config.mlp_ratio,
+                config.dropout,
+                config=config,
+            )
             for _ in range(config.num_hidden_layers)
         )
         self.output_layer = DDitFinalLayer(config.hidden_size, config.vocab_size, config.cond_dim)
 
-    def forward(self, input_ids, sigma, attention_mask=None, position_ids=None, kv_caches=None, output_positions=None):
+    def forward(
+        self,
+        input_ids,
+        sigma,
+        attention_mask=None,
+        position_ids=None,
+        kv_caches=None,
+        output_positions=None,
+        inputs_embeds=None,
+    ):
         """input_ids [B, L]; sigma [B] (the conditioning scalar); attention_mask [B, L] or a
-        boolean [B|1, 1, L, L_k]; position_ids [B, L] or [L] (default 0..L-1). Returns logits [B, L, V],
-        or [B, K, V] for the rows ``output_positions`` [B, K] only (the output head skips the others)."""
-        x = self.vocab_embed(input_ids)
+        boolean [B|1, 1, L, L_k]; position_ids [B, L] or [L] (default 0..L-1); ``inputs_embeds``
+        [B, L, D] replaces the embedding lookup of ``input_ids``. Returns logits [B, L, V], or
+        [B, K, V] for the rows ``output_positions`` [B, K] only (the output head skips the others)."""
+        if inputs_embeds is None:
+            x = self.vocab_embed(input_ids)
+        else:
+            x = inputs_embeds
         c = F.silu(self.sigma_map(sigma))
         if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
+            position_ids = torch.arange(x.shape[1], device=x.device)
         cos, sin = self.rotary_emb(position_ids)
         attn_mask = padding_to_attn_mask(attention_mask)
         for i, block in enumerate(self.blocks):
-            x = block(x, c, cos, sin, attn_mask, None if kv_caches is None else kv_caches[i])
+            x, _ = block(x, c, cos, sin, attn_mask, None if kv_caches is None else kv_caches[i])
         if output_positions is not None:
             x = x.gather(1, output_positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.output_layer(x, c)
@@ -217,6 +286,7 @@ __all__ = [
     "Rotary",
     "TimestepEmbedder",
     "apply_rotary",
+    "eager_attention_forward",
     "modulate",
     "padding_to_attn_mask",
     "rotate_half",

@@ -50,6 +50,9 @@ class DiffusionGenerationMixin:
         if generation_config is not None:
             self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
             return
+        if pretrained_model_name_or_path is None:  # from_pretrained(None, config=..., state_dict=...)
+            self.generation_config = self._default_generation_config()
+            return
         keep = {
             k: kwargs[k]
             for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")

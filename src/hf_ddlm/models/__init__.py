@@ -4,6 +4,7 @@ from .configuration_utils import DiffusionConfig, interval, strict_config
 from .csm import CSMConfig, CSMForDiffusionLM
 from .ctmc import CTMCConfig, CTMCForDiffusionLM
 from .d3pm import D3PMConfig, D3PMForDiffusionLM
+from .embeddings import VocabularyResizingMixin
 from .loading import StrictLoadingMixin
 from .mdlm import MDLMConfig, MDLMForDiffusionLM
 from .modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, NoisyInputs
@@ -16,6 +17,7 @@ __all__ = [
     "NoisyInputs",
     "SelfContainedSavingMixin",
     "StrictLoadingMixin",
+    "VocabularyResizingMixin",
     "interval",
     "register_auto_classes",
     "strict_config",

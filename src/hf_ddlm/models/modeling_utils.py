@@ -17,32 +17,41 @@ A method is a subclass that sets the graph, schedule and time sampler and implem
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..backbones.dit import DiT, EmbeddingLayer, Rotary
+from ..backbones.dit import DDiTBlock, DiT, EmbeddingLayer, LayerNorm, Rotary
 from ..generation.configuration import DiffusionGenerationConfig
 from ..likelihood import LikelihoodMixin
 from ..objectives.reduction import reduce_loss
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
 from .configuration_utils import DiffusionConfig
+from .embeddings import VocabularyResizingMixin
 from .loading import StrictLoadingMixin
 from .saving import SelfContainedSavingMixin
 
 
 @dataclass
 class DiffusionLMOutput(ModelOutput):
-    """``logits`` is the method's native output: SEDD's log concrete score, MDLM's SUBS log-probs."""
+    """``logits`` is the method's native output: SEDD's log concrete score, MDLM's SUBS log-probs.
+    With ``output_hidden_states`` / ``output_attentions``: the embeddings and each block's output
+    (num_hidden_layers + 1 tensors [B, L', D]) / each block's attention weights [B, H, L', L'_k]
+    (``attn_implementation="eager"`` only), where L' is the length the backbone ran on (2L for
+    BD3-LM's training pass over [x_t ; x0])."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     loss_per_token: torch.FloatTensor | None = None
     timesteps: torch.FloatTensor | None = None
     noisy_input_ids: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -67,13 +76,24 @@ class NoisyInputs:
         return self.x_t if self.network_input is None else self.network_input
 
 
-class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContainedSavingMixin, PreTrainedModel):
+class DiffusionPreTrainedModel(
+    LikelihoodMixin, StrictLoadingMixin, SelfContainedSavingMixin, VocabularyResizingMixin, PreTrainedModel
+):
     config_class = DiffusionConfig
     base_model_prefix = "backbone"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["DDiTBlock"]
+    # attention through transformers' ALL_ATTENTION_FUNCTIONS (config._attn_implementation):
+    # "sdpa" (default), "eager" (returns the weights), or a registered function
     _supports_sdpa = True
+    _supports_attention_backend = True
+    # forward(output_hidden_states=True / output_attentions=True): hooks on the blocks collect
+    # their outputs (a block returns (hidden, attention weights))
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(DDiTBlock, index=0),
+        "attentions": OutputRecorder(DDiTBlock, index=1),
+    }
     is_causal = False
     # PreTrainedModel's own attribute would shadow the mixin's, which comes later in the MRO
     generation_config_class = DiffusionGenerationConfig
@@ -95,26 +115,33 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # Official DiT init: zero adaLN and output head (the model starts at a uniform p0);
-        # every other Linear keeps PyTorch's default init from its construction. Buffers are
-        # refilled here because from_pretrained builds the model on the meta device.
+        """Every parameter and buffer gets its init here, so a model built on the meta device
+        (``from_pretrained``: a key missing under ``strict=False``, or ``state_dict={}``) holds the
+        same init as a fresh one. The official DiT init: zero adaLN and output head (the model
+        starts at a uniform output), LayerNorm weights 1, every other Linear and the embedding
+        PyTorch's default (Kaiming-uniform with a = sqrt(5), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
         if isinstance(module, Rotary):
             init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
         elif isinstance(module, EmbeddingLayer):
-            init.kaiming_uniform_(module.embedding, a=5**0.5)
-        elif isinstance(module, torch.nn.Linear) and getattr(module, "zero_init", False):
-            # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
-            init.zeros_(module.weight)
-            if module.bias is not None:
+            init.kaiming_uniform_(module.embedding, a=math.sqrt(5))
+        elif isinstance(module, torch.nn.Linear):
+            if getattr(module, "zero_init", False):
+                # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
+                init.zeros_(module.weight)
+                if module.bias is not None:
+                    init.zeros_(module.bias)
+            else:
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                if module.bias is not None:
+                    bound = 1 / math.sqrt(module.in_features) if module.in_features > 0 else 0
+                    init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, (LayerNorm, torch.nn.LayerNorm)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
                 init.zeros_(module.bias)
-        elif hasattr(module, "weight") and module.__class__.__name__ == "LayerNorm":
-            init.ones_(module.weight)
-
-    def get_input_embeddings(self):
-        return self.backbone.vocab_embed
-
-    def get_output_embeddings(self):
-        return self.backbone.output_layer.linear
+        elif isinstance(module, torch.nn.Embedding):
+            init.normal_(module.weight)
 
     # --- method hooks -------------------------------------------------------------------------
     def parameterize(self, logits: torch.Tensor, x_t: torch.LongTensor, level: NoiseLevel | None) -> torch.Tensor:
@@ -149,7 +176,9 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         are conditioning and stay clean."""
         t = self.draw_timesteps(x0, generator)
         x_t = self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator)
-        return NoisyInputs(timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask)
+        return NoisyInputs(
+            timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask, extras={"x_t_drawn": True}
+        )
 
     def noisy_inputs_from(self, input_ids, timesteps, x0, loss_mask) -> NoisyInputs:
         """A given noisy state: ``input_ids`` is x_t at ``timesteps``."""
@@ -159,17 +188,55 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
     def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
         """Checks a method adds for a labelled batch (after the shared ones)."""
 
-    def run_backbone(self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, **kwargs):
-        return self.backbone(noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids)
+    def run_backbone(
+        self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, inputs_embeds=None, **kwargs
+    ):
+        inputs_embeds = self.embeds_kwargs(self.given_x_t_embeds(inputs_embeds, noisy))
+        return self.backbone(
+            noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids, **inputs_embeds
+        )
 
-    def denoise(self, input_ids, timesteps, attention_mask=None, position_ids=None, **kwargs):
-        """Sampling mode (no labels): the native output at ``input_ids`` = x_t and time ``timesteps``.
-        Returns ``(logits, t)``."""
+    def given_x_t_embeds(self, inputs_embeds, noisy: NoisyInputs):
+        """``inputs_embeds`` with ``labels`` embeds the given x_t (``input_ids`` with ``timesteps``);
+        an x_t the model draws itself (or extra rows it scores, CSM's neighbours) has no given embeddings."""
+        if inputs_embeds is None:
+            return None
+        if noisy.extras.get("x_t_drawn") or noisy.network_input is not None:
+            raise ValueError(
+                "inputs_embeds with labels needs timesteps and input_ids (the noisy state x_t that inputs_embeds "
+                "embeds): here the model draws x_t itself, which has no given embeddings"
+            )
+        return self.embeds_of(inputs_embeds, noisy.x_t)
+
+    def embeds_of(self, inputs_embeds, input_ids):
+        """``inputs_embeds`` [B, L, hidden_size] used in place of the embedding of ``input_ids``
+        (which the output parameterization still reads: SUBS copies unmasked tokens, the score is
+        relative to x_t). None passes."""
+        if inputs_embeds is None:
+            return None
+        expected = (*input_ids.shape, self.config.hidden_size)
+        if not torch.is_tensor(inputs_embeds) or tuple(inputs_embeds.shape) != expected:
+            shape = tuple(inputs_embeds.shape) if torch.is_tensor(inputs_embeds) else type(inputs_embeds).__name__
+            raise ValueError(
+                f"inputs_embeds must be a tensor of shape {expected} (input_ids + hidden_size), got {shape}"
+            )
+        return inputs_embeds
+
+    @staticmethod
+    def embeds_kwargs(inputs_embeds) -> dict:
+        """The backbone's ``inputs_embeds`` argument, passed only when given (a custom backbone,
+        such as the test oracle, need not take it)."""
+        return {} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+
+    def denoise(self, input_ids, timesteps, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
+        """Sampling mode (no labels): the native output at ``input_ids`` = x_t and time ``timesteps``
+        (``inputs_embeds``, if given, replaces the embedding of x_t). Returns ``(logits, t)``."""
         if timesteps is None:
             raise ValueError("timesteps is required when labels are not given (input_ids is then x_t)")
         t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
         level = self.schedule(t)
-        hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids)
+        embeds = self.embeds_kwargs(self.embeds_of(inputs_embeds, input_ids))
+        hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids, **embeds)
         return self.parameterize(hidden, input_ids, level), t
 
     def loss_positions(self, labels, attention_mask) -> torch.BoolTensor:
@@ -237,6 +304,7 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         self._check_attention_mask(attention_mask, (input_ids if input_ids is not None else labels).shape)
 
     # --- the shared forward -------------------------------------------------------------------
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
