@@ -98,7 +98,7 @@ class DiffusionModelTester:
         self.overrides = {**MODELS[method].tiny_kwargs, **overrides}
         self.batch_size = 2
         self.seq_length = 8
-        self.vocab_size = 13
+        self.vocab_size = 99  # transformers' testers' size: resizing tests shrink it by 15
         self.hidden_size = 32
         self.num_hidden_layers = 2
         self.num_attention_heads = 2
@@ -146,25 +146,61 @@ class DiffusionModelTest(common.ModelTesterMixin):
         self.model_tester = DiffusionModelTester(self, self.method, **self.overrides)
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
-        """With labels (the clean tokens x0), the model draws t and x_t itself, so ``timesteps`` goes:
-        ``input_ids`` with ``timesteps`` would be read as the noisy state (here clean: a zero loss)."""
+        """The model's input without labels is the noisy state x_t at ``timesteps`` (added where a
+        test built its own inputs). With labels (the clean tokens x0) the batch is made
+        deterministic, as the mixin compares repeated calls: x_t is x0 with every other token
+        corrupted (the mask, or another token on a uniform graph) at the given ``timesteps``; CSM,
+        which has no time and draws its neighbours, gets a seeded generator."""
         inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels)
+        ids = inputs_dict.get("input_ids")
+        if ids is None:
+            return inputs_dict
+        inputs_dict.setdefault("timesteps", torch.full((ids.shape[0],), 0.5))
         if return_labels:
-            inputs_dict["labels"] = inputs_dict["input_ids"].clone()
-            inputs_dict.pop("timesteps", None)
+            config = self.model_tester.get_config()
+            inputs_dict["labels"] = ids.clone()
+            corrupted = ids.clone()
+            if config.mask_token_id is not None:
+                corrupted[:, ::2] = config.mask_token_id
+            else:
+                corrupted[:, ::2] = (ids[:, ::2] + 1) % config.vocab_size
+            inputs_dict["input_ids"] = corrupted
+            if not model_class.uses_time:
+                inputs_dict["input_ids"] = ids
+                inputs_dict["generator"] = torch.Generator().manual_seed(0)
         return inputs_dict
 
-    def test_model_weights_reload_no_missing_tied_weights(self):
-        # hf_ddlm loads strictly by default (a missing weight raises, naming it); this check reads the
-        # missing keys transformers reports, which is what strict=False gives
+    def non_strict_loading(self):
+        """hf_ddlm loads strictly by default (a missing weight raises, naming it); the mixin's checks
+        that read the missing keys transformers reports run with strict=False, which gives them."""
         model_class = self.all_model_classes[0]
         strict_from_pretrained = model_class.from_pretrained.__func__
 
         def non_strict(cls, *args, **kwargs):
             return strict_from_pretrained(cls, *args, **{"strict": False, **kwargs})
 
-        with unittest.mock.patch.object(model_class, "from_pretrained", classmethod(non_strict)):
+        return unittest.mock.patch.object(model_class, "from_pretrained", classmethod(non_strict))
+
+    def test_model_weights_reload_no_missing_tied_weights(self):
+        with self.non_strict_loading():
             super().test_model_weights_reload_no_missing_tied_weights()
+
+    def test_correct_missing_keys(self):
+        with self.non_strict_loading():
+            super().test_correct_missing_keys()
+
+    def test_resize_tokens_embeddings(self):
+        # an absorbing model's mask token stays the last id, so the new rows go before it: the
+        # mixin's check of the last 10 rows reads the mask row (test_model_contract.py checks this layout)
+        if self.model_tester.get_config().mask_token_id is not None:
+            self.skipTest("absorbing graph: resizing inserts rows before the mask token, which stays last")
+        super().test_resize_tokens_embeddings()
+
+    def test_resize_embeddings_untied(self):
+        # as test_resize_tokens_embeddings: the mask row, not a new one, is the last row
+        if self.model_tester.get_config().mask_token_id is not None:
+            self.skipTest("absorbing graph: resizing inserts rows before the mask token, which stays last")
+        super().test_resize_embeddings_untied()
 
     # --- what does not apply to a non-autoregressive diffusion model -----------------------------
     # autoregressive generate() (greedy/beam search over a KV cache): our generate is the diffusion
@@ -174,6 +210,28 @@ class DiffusionModelTest(common.ModelTesterMixin):
     )
     # shifted next-token labels: diffusion labels are the clean tokens x0 at the same positions
     test_causal_lm_loss_honors_shift_labels = _skip("diffusion labels are x0 at the same positions: no shift")
+
+
+def _xfail_on_half_sentinel(test):
+    """fp16 forwards of the models that fill with the official finite -1e6 fail until that
+    sentinel becomes dtype-aware (issue 10, "model.half() then forward fails"): reported as xfail
+    on exactly that error, so the tests pass as soon as it is fixed."""
+
+    def run(self):
+        try:
+            test(self)
+        except RuntimeError as error:
+            if "cannot be converted to type c10::Half" not in str(error):
+                raise
+            pytest.xfail("fp16: the -1e6 sentinel overflows half (issue 10, numerics)")
+
+    run.__name__ = test.__name__
+    return run
+
+
+for _name in dir(common.ModelTesterMixin):
+    if _name.startswith("test_eager_matches_sdpa_inference_") and "_fp16_" in _name:
+        setattr(DiffusionModelTest, _name, _xfail_on_half_sentinel(getattr(common.ModelTesterMixin, _name)))
 
 
 def _tester(method: str, **overrides):

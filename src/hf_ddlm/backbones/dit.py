@@ -25,8 +25,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.output_capturing import OutputRecorder
 
 from .attention import FLEX_ATTENTION_AVAILABLE, BlockMask, flex_attention_forward
 
@@ -190,17 +193,22 @@ class DDitFinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class EmbeddingLayer(nn.Module):
-    """A raw [V, D] matrix (key ``vocab_embed.embedding``, the official name), untied from the
-    output layer. ``weight``, ``num_embeddings`` and ``embedding_dim`` read as nn.Embedding's do."""
+class EmbeddingLayer(nn.Embedding):
+    """A raw [V, D] matrix under the official key ``vocab_embed.embedding``, untied from the output
+    layer. An ``nn.Embedding`` to every reader (``weight``, ``num_embeddings``, ``embedding_dim``,
+    ``forward``), so PEFT and transformers' embedding utilities accept it, but the parameter keeps
+    the checkpoints' name ``embedding`` (nn.Embedding's own ``__init__``, which would register
+    ``weight``, is not run)."""
 
     def __init__(self, dim: int, vocab_size: int):
-        super().__init__()
+        nn.Module.__init__(self)
         self.embedding = nn.Parameter(torch.empty(vocab_size, dim))
+        self.padding_idx, self.max_norm, self.norm_type = None, None, 2.0
+        self.scale_grad_by_freq, self.sparse = False, False
         nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
 
     @property
-    def weight(self):  # lets PEFT / resize utilities treat it like nn.Embedding
+    def weight(self):
         return self.embedding
 
     @property
@@ -214,6 +222,9 @@ class EmbeddingLayer(nn.Module):
     def forward(self, x):
         return F.embedding(x, self.embedding)
 
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
 
 def padding_to_attn_mask(attention_mask: torch.Tensor | None, dtype_bool=True) -> torch.Tensor | None:
     """[B, L] (1 = attend) -> boolean key mask [B, 1, 1, L] for SDPA; 4-D boolean masks pass through."""
@@ -224,13 +235,56 @@ def padding_to_attn_mask(attention_mask: torch.Tensor | None, dtype_bool=True) -
     return attention_mask.bool()[:, None, None, :]
 
 
-class DiT(nn.Module):
-    """The DDiT trunk. ``config`` needs vocab_size, hidden_size, num_hidden_layers,
-    num_attention_heads, cond_dim, dropout and mlp_ratio."""
+@torch.no_grad()
+def init_dit_weights(module: nn.Module):
+    """The official DiT init of one module: zero adaLN and output head (the model starts at a
+    uniform output; the Linears are flagged ``zero_init``), LayerNorm weights 1, the rotary table,
+    every other Linear and the embedding PyTorch's default (Kaiming-uniform, a = sqrt(5); bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in))). transformers' ``init`` functions skip tensors already
+    loaded, so on the meta device only the missing ones are filled."""
+    if isinstance(module, Rotary):
+        init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
+    elif isinstance(module, EmbeddingLayer):
+        init.kaiming_uniform_(module.embedding, a=math.sqrt(5))
+    elif isinstance(module, nn.Linear):
+        if getattr(module, "zero_init", False):
+            # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
+            init.zeros_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.in_features) if module.in_features > 0 else 0
+                init.uniform_(module.bias, -bound, bound)
+    elif isinstance(module, (LayerNorm, nn.LayerNorm)):
+        if module.weight is not None:
+            init.ones_(module.weight)
+        if getattr(module, "bias", None) is not None:
+            init.zeros_(module.bias)
+
+
+class DiT(PreTrainedModel):
+    """The DDiT trunk: the base model of every method (``base_model_prefix = "backbone"``), a
+    ``PreTrainedModel`` so that it saves, loads and initialises as transformers' base models do.
+    ``config`` needs vocab_size, hidden_size, num_hidden_layers, num_attention_heads, cond_dim,
+    dropout and mlp_ratio."""
+
+    config_class = PreTrainedConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DDiTBlock"]
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(DDiTBlock, index=0),
+        "attentions": OutputRecorder(DDiTBlock, index=1),
+    }
 
     def __init__(self, config):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.vocab_embed = EmbeddingLayer(config.hidden_size, config.vocab_size)
         self.sigma_map = TimestepEmbedder(config.cond_dim)
         self.rotary_emb = Rotary(config.hidden_size // config.num_attention_heads)
@@ -246,6 +300,15 @@ class DiT(nn.Module):
             for _ in range(config.num_hidden_layers)
         )
         self.output_layer = DDitFinalLayer(config.hidden_size, config.vocab_size, config.cond_dim)
+
+    def _init_weights(self, module):
+        init_dit_weights(module)
+
+    def get_input_embeddings(self):
+        return self.vocab_embed
+
+    def set_input_embeddings(self, value):
+        self.vocab_embed = value
 
     def forward(
         self,
@@ -287,6 +350,7 @@ __all__ = [
     "TimestepEmbedder",
     "apply_rotary",
     "eager_attention_forward",
+    "init_dit_weights",
     "modulate",
     "padding_to_attn_mask",
     "rotate_half",

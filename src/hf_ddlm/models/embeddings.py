@@ -42,7 +42,15 @@ class VocabularyResizingMixin:
         old = embedding.num_embeddings
         if new_num_tokens is None:
             new_num_tokens = old
+        if not isinstance(new_num_tokens, int) or isinstance(new_num_tokens, bool):
+            raise ValueError(f"new_num_tokens must be an integer, got {new_num_tokens!r}")
         if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+                # transformers' own wording (its tests match it)
+                raise ValueError(
+                    f"Asking to pad the embedding matrix to a multiple of `{pad_to_multiple_of}`, which is not and "
+                    "integer. Please make sure to pass an integer"
+                )
             new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
         mask_last = self.config.mask_token_id is not None and self.config.mask_token_id == old - 1
         if new_num_tokens < 1 + mask_last:

@@ -15,18 +15,15 @@ A method is a subclass that sets the graph, schedule and time sampler and implem
 ``parameterize`` and ``loss_per_token``; it overrides the other hooks only where it differs.
 """
 
-from __future__ import annotations
-
-import math
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import torch
 from transformers import PreTrainedModel
-from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..backbones.dit import DDiTBlock, DiT, EmbeddingLayer, LayerNorm, Rotary
+from ..backbones.dit import DDiTBlock, DiT, init_dit_weights
 from ..generation.configuration import DiffusionGenerationConfig
 from ..likelihood import LikelihoodMixin
 from ..objectives.reduction import reduce_loss
@@ -115,33 +112,11 @@ class DiffusionPreTrainedModel(
 
     @torch.no_grad()
     def _init_weights(self, module):
-        """Every parameter and buffer gets its init here, so a model built on the meta device
-        (``from_pretrained``: a key missing under ``strict=False``, or ``state_dict={}``) holds the
-        same init as a fresh one. The official DiT init: zero adaLN and output head (the model
-        starts at a uniform output), LayerNorm weights 1, every other Linear and the embedding
-        PyTorch's default (Kaiming-uniform with a = sqrt(5), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
-        if isinstance(module, Rotary):
-            init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
-        elif isinstance(module, EmbeddingLayer):
-            init.kaiming_uniform_(module.embedding, a=math.sqrt(5))
-        elif isinstance(module, torch.nn.Linear):
-            if getattr(module, "zero_init", False):
-                # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
-                init.zeros_(module.weight)
-                if module.bias is not None:
-                    init.zeros_(module.bias)
-            else:
-                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-                if module.bias is not None:
-                    bound = 1 / math.sqrt(module.in_features) if module.in_features > 0 else 0
-                    init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, (LayerNorm, torch.nn.LayerNorm)):
-            if module.weight is not None:
-                init.ones_(module.weight)
-            if getattr(module, "bias", None) is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, torch.nn.Embedding):
-            init.normal_(module.weight)
+        """Every parameter and buffer gets its init here (the DiT's: ``init_dit_weights``), so a
+        model built on the meta device (``from_pretrained``: a key missing under ``strict=False``, or
+        ``state_dict={}``) holds the same init as a fresh one. A method with parameters or buffers
+        of its own extends this."""
+        init_dit_weights(module)
 
     # --- method hooks -------------------------------------------------------------------------
     def parameterize(self, logits: torch.Tensor, x_t: torch.LongTensor, level: NoiseLevel | None) -> torch.Tensor:
@@ -315,7 +290,7 @@ class DiffusionPreTrainedModel(
         return_dict: bool | None = None,
         generator: torch.Generator | None = None,
         num_items_in_batch=None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> DiffusionLMOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`):
