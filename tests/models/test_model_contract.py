@@ -247,3 +247,23 @@ def test_inputs_embeds_matches_input_ids(method):
     assert torch.equal(by_ids, by_embeds)
     # a perturbed embedding changes the output: the embeddings are what the network reads
     assert not torch.equal(model(input_ids=x, inputs_embeds=embeds * 2, timesteps=t_half()).logits, by_ids)
+
+
+def test_lora_wraps_the_embedding_and_merges_to_the_official_key():
+    """The embedding reads as an nn.Embedding, so PEFT's LoRA wraps it; merging restores the
+    official parameter name."""
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_model("mdlm")
+    x = noisy(model, ids(model))
+    reference = model(input_ids=x, timesteps=t_half()).logits
+    peft_model = get_peft_model(model, LoraConfig(target_modules=["vocab_embed"], r=2))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.normal_()
+    adapted = peft_model(input_ids=x, timesteps=t_half()).logits
+    assert not torch.equal(adapted, reference)
+    merged = peft_model.merge_and_unload()
+    torch.testing.assert_close(merged(input_ids=x, timesteps=t_half()).logits, adapted, rtol=1e-5, atol=1e-5)
+    assert "backbone.vocab_embed.embedding" in merged.state_dict()
