@@ -79,7 +79,9 @@ def load_transformers_test_module():
             for name, text in _STUBS.items():
                 (package / name).parent.mkdir(parents=True, exist_ok=True)
                 (package / name).write_text(text)
-            target.write_bytes(source)
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(source)
+            partial.replace(target)  # a crash mid-write never leaves a truncated module behind
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return importlib.import_module(f"{_PACKAGE}.test_modeling_common")
