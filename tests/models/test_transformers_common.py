@@ -236,16 +236,21 @@ for _name in dir(common.ModelTesterMixin):
         setattr(DiffusionModelTest, _name, _xfail_on_half_sentinel(getattr(common.ModelTesterMixin, _name)))
 
 
-def _tester(method: str, **overrides):
-    name = "Test" + MODELS[method].model_class.__name__ + "TransformersCommon"
+def _tester(method: str, variant: str = "", **overrides):
+    name = "Test" + MODELS[method].model_class.__name__ + variant + "TransformersCommon"
     cls = type(name, (DiffusionModelTest, unittest.TestCase), {"method": method, "overrides": overrides})
     cls.__module__ = __name__
     return cls
 
 
-for _method in MODELS:
-    _cls = _tester(_method)
+# every registered class with its tiny defaults, plus uniform-graph variants of the absorbing-by-
+# default methods (no mask token: the mixin's own resizing checks apply to them unchanged)
+_TESTERS = [_tester(method) for method in MODELS] + [
+    _tester("sedd", "Uniform", graph="uniform", noise_schedule="geometric"),
+    _tester("d3pm", "Uniform", graph="uniform"),
+]
+for _cls in _TESTERS:
     globals()[_cls.__name__] = _cls
-del _cls, _method
+del _cls
 
 pytestmark = pytest.mark.filterwarnings("ignore")
