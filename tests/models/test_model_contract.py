@@ -267,3 +267,24 @@ def test_lora_wraps_the_embedding_and_merges_to_the_official_key():
     merged = peft_model.merge_and_unload()
     torch.testing.assert_close(merged(input_ids=x, timesteps=t_half()).logits, adapted, rtol=1e-5, atol=1e-5)
     assert "backbone.vocab_embed.embedding" in merged.state_dict()
+
+
+@pytest.mark.parametrize("method", ["sedd", "mdlm", "d3pm", "ctmc"])
+def test_inputs_embeds_with_labels_needs_a_given_x_t(method):
+    model = tiny_model(method)
+    x0 = ids(model)
+    x_t = noisy(model, x0)
+    embeds = model.get_input_embeddings()(x_t)
+    given = model(input_ids=x_t, timesteps=t_half(), labels=x0)
+    by_embeds = model(input_ids=x_t, inputs_embeds=embeds, timesteps=t_half(), labels=x0)
+    assert torch.equal(given.loss, by_embeds.loss)
+    with pytest.raises(ValueError, match="inputs_embeds with labels needs timesteps"):
+        model(input_ids=x0, inputs_embeds=model.get_input_embeddings()(x0), labels=x0)
+
+
+@pytest.mark.parametrize("method", ["bd3lm", "csm"])
+def test_inputs_embeds_in_training_is_refused_where_the_network_input_is_drawn(method):
+    model = tiny_model(method)
+    x0 = ids(model)
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        model(input_ids=x0, inputs_embeds=model.get_input_embeddings()(x0), labels=x0, timesteps=t_half())
