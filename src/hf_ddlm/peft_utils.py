@@ -118,8 +118,8 @@ def check_target_modules(model: nn.Module, target_modules: str | Sequence[str]) 
     whole name). Returns the matched module names.
 
     Raises ValueError naming every entry that matches no module (PEFT itself only complains when
-    *no* entry matches), or that matches a module LoRA cannot wrap (such as the raw embedding
-    matrix ``backbone.vocab_embed``; train that with ``modules_to_save``).
+    *no* entry matches), or that matches a module LoRA cannot wrap (such as a block's LayerNorm;
+    train that with ``modules_to_save``).
     """
     modules = dict(model.named_modules())
     modules.pop("", None)

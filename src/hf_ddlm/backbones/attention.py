@@ -126,6 +126,14 @@ def _flex(q, k, v, block_mask):
     return flex_attention(q, k, v, block_mask=block_mask)
 
 
+def flex_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """FlexAttention under a ``BlockMask``, in transformers' attention-function form: returns
+    (output [B, Lq, H, d], None). Compiled on CUDA, eager on CPU (inference only there)."""
+    if dropout:
+        raise ValueError("FlexAttention takes no attention dropout")
+    return _flex(query, key, value, attention_mask).transpose(1, 2).contiguous(), None
+
+
 def dot_product_attention(q, k, v, attn_mask=None):
     """softmax(q k^T / sqrt(d)) v for q [B, H, Lq, d], k, v [B, H, Lk, d]. ``attn_mask`` is None,
     a boolean tensor broadcastable to [B, H, Lq, Lk] (True = attend; run by SDPA), or a
@@ -140,6 +148,7 @@ __all__ = [
     "block_causal_mask",
     "block_diff_mask",
     "dot_product_attention",
+    "flex_attention_forward",
     "flex_attention_usable",
     "flex_block_mask",
     "materialize_mask",

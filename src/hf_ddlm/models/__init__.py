@@ -4,6 +4,8 @@ from .configuration_utils import DiffusionConfig, interval, strict_config
 from .csm import CSMConfig, CSMForDiffusionLM
 from .ctmc import CTMCConfig, CTMCForDiffusionLM
 from .d3pm import D3PMConfig, D3PMForDiffusionLM
+from .embeddings import VocabularyResizingMixin
+from .input_checks import InputChecksMixin
 from .loading import StrictLoadingMixin
 from .mdlm import MDLMConfig, MDLMForDiffusionLM
 from .modeling_utils import DiffusionLMOutput, DiffusionPreTrainedModel, NoisyInputs
@@ -11,11 +13,13 @@ from .saving import SelfContainedSavingMixin
 from .sedd import SEDDConfig, SEDDForDiffusionLM
 
 __all__ = [
+    "InputChecksMixin",
     "AUTO_MODEL_CLASSES",
     "MODELS",
     "NoisyInputs",
     "SelfContainedSavingMixin",
     "StrictLoadingMixin",
+    "VocabularyResizingMixin",
     "interval",
     "register_auto_classes",
     "strict_config",

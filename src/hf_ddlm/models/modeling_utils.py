@@ -15,36 +15,43 @@ A method is a subclass that sets the graph, schedule and time sampler and implem
 ``parameterize`` and ``loss_per_token``; it overrides the other hooks only where it differs.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import torch
 from transformers import PreTrainedModel
-from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..backbones.dit import DiT, EmbeddingLayer, Rotary
+from ..backbones.dit import DDiTBlock, DiT, init_dit_weights
 from ..generation.configuration import DiffusionGenerationConfig
 from ..likelihood import LikelihoodMixin
 from ..objectives.reduction import reduce_loss
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
 from .configuration_utils import DiffusionConfig
+from .embeddings import VocabularyResizingMixin
+from .input_checks import InputChecksMixin
 from .loading import StrictLoadingMixin
 from .saving import SelfContainedSavingMixin
 
 
 @dataclass
 class DiffusionLMOutput(ModelOutput):
-    """``logits`` is the method's native output: SEDD's log concrete score, MDLM's SUBS log-probs."""
+    """``logits`` is the method's native output: SEDD's log concrete score, MDLM's SUBS log-probs.
+    With ``output_hidden_states`` / ``output_attentions``: the embeddings and each block's output
+    (num_hidden_layers + 1 tensors [B, L', D]) / each block's attention weights [B, H, L', L'_k]
+    (``attn_implementation="eager"`` only), where L' is the length the backbone ran on (2L for
+    BD3-LM's training pass over [x_t ; x0])."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     loss_per_token: torch.FloatTensor | None = None
     timesteps: torch.FloatTensor | None = None
     noisy_input_ids: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -69,13 +76,29 @@ class NoisyInputs:
         return self.x_t if self.network_input is None else self.network_input
 
 
-class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContainedSavingMixin, PreTrainedModel):
+class DiffusionPreTrainedModel(
+    InputChecksMixin,
+    LikelihoodMixin,
+    StrictLoadingMixin,
+    SelfContainedSavingMixin,
+    VocabularyResizingMixin,
+    PreTrainedModel,
+):
     config_class = DiffusionConfig
     base_model_prefix = "backbone"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["DDiTBlock"]
+    # attention through transformers' ALL_ATTENTION_FUNCTIONS (config._attn_implementation):
+    # "sdpa" (default), "eager" (returns the weights), or a registered function
     _supports_sdpa = True
+    _supports_attention_backend = True
+    # forward(output_hidden_states=True / output_attentions=True): hooks on the blocks collect
+    # their outputs (a block returns (hidden, attention weights))
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(DDiTBlock, index=0),
+        "attentions": OutputRecorder(DDiTBlock, index=1),
+    }
     is_causal = False
     # PreTrainedModel's own attribute would shadow the mixin's, which comes later in the MRO
     generation_config_class = DiffusionGenerationConfig
@@ -105,26 +128,11 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # Official DiT init: zero adaLN and output head (the model starts at a uniform p0);
-        # every other Linear keeps PyTorch's default init from its construction. Buffers are
-        # refilled here because from_pretrained builds the model on the meta device.
-        if isinstance(module, Rotary):
-            init.copy_(module.inv_freq, Rotary.compute_inv_freq(module.head_dim, module.base))
-        elif isinstance(module, EmbeddingLayer):
-            init.kaiming_uniform_(module.embedding, a=5**0.5)
-        elif isinstance(module, torch.nn.Linear) and getattr(module, "zero_init", False):
-            # flagged on the Linear itself: transformers skips parameter-less parents such as the blocks
-            init.zeros_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif hasattr(module, "weight") and module.__class__.__name__ == "LayerNorm":
-            init.ones_(module.weight)
-
-    def get_input_embeddings(self):
-        return self.backbone.vocab_embed
-
-    def get_output_embeddings(self):
-        return self.backbone.output_layer.linear
+        """Every parameter and buffer gets its init here (the DiT's: ``init_dit_weights``), so a
+        model built on the meta device (``from_pretrained``: a key missing under ``strict=False``, or
+        ``state_dict={}``) holds the same init as a fresh one. A method with parameters or buffers
+        of its own extends this."""
+        init_dit_weights(module)
 
     # --- method hooks -------------------------------------------------------------------------
     def parameterize(self, logits: torch.Tensor, x_t: torch.LongTensor, level: NoiseLevel | None) -> torch.Tensor:
@@ -169,7 +177,9 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         are conditioning and stay clean."""
         t = self.draw_timesteps(x0, generator)
         x_t = self.graph.sample_xt(x0, self.schedule(t).sigma, generator=generator)
-        return NoisyInputs(timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask)
+        return NoisyInputs(
+            timesteps=t, x_t=torch.where(loss_mask, x_t, x0), x0=x0, loss_mask=loss_mask, extras={"x_t_drawn": True}
+        )
 
     def noisy_inputs_from(self, input_ids, timesteps, x0, loss_mask) -> NoisyInputs:
         """A given noisy state: ``input_ids`` is x_t at ``timesteps`` (in (0, 1]: the loss is an
@@ -201,17 +211,55 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
     def check_training_inputs(self, labels, attention_mask, position_ids, **kwargs):
         """Checks a method adds for a labelled batch (after the shared ones)."""
 
-    def run_backbone(self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, **kwargs):
-        return self.backbone(noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids)
+    def run_backbone(
+        self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, inputs_embeds=None, **kwargs
+    ):
+        inputs_embeds = self.embeds_kwargs(self.given_x_t_embeds(inputs_embeds, noisy))
+        return self.backbone(
+            noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids, **inputs_embeds
+        )
 
-    def denoise(self, input_ids, timesteps, attention_mask=None, position_ids=None, **kwargs):
-        """Sampling mode (no labels): the native output at ``input_ids`` = x_t and time ``timesteps``.
-        Returns ``(logits, t)``."""
+    def given_x_t_embeds(self, inputs_embeds, noisy: NoisyInputs):
+        """``inputs_embeds`` with ``labels`` embeds the given x_t (``input_ids`` with ``timesteps``);
+        an x_t the model draws itself (or extra rows it scores, CSM's neighbours) has no given embeddings."""
+        if inputs_embeds is None:
+            return None
+        if noisy.extras.get("x_t_drawn") or noisy.network_input is not None:
+            raise ValueError(
+                "inputs_embeds with labels needs timesteps and input_ids (the noisy state x_t that inputs_embeds "
+                "embeds): here the model draws x_t itself, which has no given embeddings"
+            )
+        return self.embeds_of(inputs_embeds, noisy.x_t)
+
+    def embeds_of(self, inputs_embeds, input_ids):
+        """``inputs_embeds`` [B, L, hidden_size] used in place of the embedding of ``input_ids``
+        (which the output parameterization still reads: SUBS copies unmasked tokens, the score is
+        relative to x_t). None passes."""
+        if inputs_embeds is None:
+            return None
+        expected = (*input_ids.shape, self.config.hidden_size)
+        if not torch.is_tensor(inputs_embeds) or tuple(inputs_embeds.shape) != expected:
+            shape = tuple(inputs_embeds.shape) if torch.is_tensor(inputs_embeds) else type(inputs_embeds).__name__
+            raise ValueError(
+                f"inputs_embeds must be a tensor of shape {expected} (input_ids + hidden_size), got {shape}"
+            )
+        return inputs_embeds
+
+    @staticmethod
+    def embeds_kwargs(inputs_embeds) -> dict:
+        """The backbone's ``inputs_embeds`` argument, passed only when given (a custom backbone,
+        such as the test oracle, need not take it)."""
+        return {} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+
+    def denoise(self, input_ids, timesteps, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
+        """Sampling mode (no labels): the native output at ``input_ids`` = x_t and time ``timesteps``
+        (``inputs_embeds``, if given, replaces the embedding of x_t). Returns ``(logits, t)``."""
         if timesteps is None:
             raise ValueError("timesteps is required when labels are not given (input_ids is then x_t)")
         t = self._check_timesteps(timesteps, input_ids.shape[0], input_ids.device)
         level = self.noise_level(t)
-        hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids)
+        embeds = self.embeds_kwargs(self.embeds_of(inputs_embeds, input_ids))
+        hidden = self.backbone(input_ids, self.backbone_conditioning(level), attention_mask, position_ids, **embeds)
         return self.parameterize(hidden, input_ids, level), t
 
     def loss_positions(self, labels, attention_mask) -> torch.BoolTensor:
@@ -221,119 +269,8 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
             loss_mask = loss_mask & attention_mask.bool()
         return loss_mask
 
-    # --- input checks -------------------------------------------------------------------------
-    # Shape and type checks run always; checks that read tensor values (ids in the vocabulary, t in
-    # [0, 1]) run in eager mode only: torch.compile(fullgraph=True) and torch.export cannot branch
-    # on data, so a traced graph trusts its inputs (_reads_values).
-    @staticmethod
-    def _reads_values() -> bool:
-        return not torch.compiler.is_compiling()
-
-    def _check_ids(self, ids, name, allow_mask=True):
-        if not torch.is_tensor(ids):
-            raise ValueError(f"{name} must be a torch.Tensor of token ids [batch, length], got {type(ids).__name__}")
-        if ids.dim() != 2:
-            hint = f" (one sequence: {name}[None])" if ids.dim() == 1 else ""
-            raise ValueError(f"{name} must be [batch, length] (2-D), got shape {tuple(ids.shape)}{hint}")
-        if ids.shape[0] == 0 or ids.shape[1] == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): batch size and length must be >= 1")
-        if ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
-        if not self._reads_values():
-            return
-        bad = (ids < 0) | (ids >= self.config.vocab_size)
-        if name == "labels":
-            bad &= ids != -100
-        if bad.any():
-            raise ValueError(f"{name} has ids outside [0, {self.config.vocab_size}) (labels may also be -100)")
-        if not allow_mask and self.graph.mask_token_id is not None:
-            if (ids == self.graph.mask_token_id).any():
-                raise ValueError(f"{name} must not contain the mask token id {self.graph.mask_token_id}")
-
-    @staticmethod
-    def _check_timesteps_type(timesteps):
-        """A number, a tensor or a sequence of numbers (not text, not a bool)."""
-        if timesteps is None or torch.is_tensor(timesteps):
-            return
-        ok = isinstance(timesteps, (int, float)) and not isinstance(timesteps, bool)
-        if not ok and isinstance(timesteps, (list, tuple)):
-            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in timesteps)
-        if not ok and hasattr(timesteps, "__array__"):  # numpy
-            ok = getattr(timesteps, "dtype", None) is not None and timesteps.dtype.kind in "iuf"
-        if not ok:
-            raise ValueError(
-                f"timesteps must be a number in [0, 1] or a tensor of shape (batch,), got {type(timesteps).__name__} "
-                f"{timesteps!r}"
-            )
-
-    def _check_timesteps(self, timesteps, batch_size, device):
-        self._check_timesteps_type(timesteps)
-        timesteps = torch.as_tensor(timesteps, dtype=torch.float32, device=device)
-        if timesteps.dim() == 0:
-            timesteps = timesteps.expand(batch_size)
-        if timesteps.shape != (batch_size,):
-            raise ValueError(f"timesteps must be a scalar or of shape ({batch_size},), got {tuple(timesteps.shape)}")
-        if self._reads_values() and (((timesteps < 0) | (timesteps > 1)).any() or torch.isnan(timesteps).any()):
-            raise ValueError("timesteps must lie in [0, 1] (t=0 is clean data, t=1 fully noised)")
-        return timesteps
-
-    @staticmethod
-    def _check_position_ids(position_ids, shape):
-        if position_ids is None:
-            return
-        batch, length = shape
-        if not torch.is_tensor(position_ids) or position_ids.dtype not in (torch.int64, torch.int32):
-            kind = position_ids.dtype if torch.is_tensor(position_ids) else type(position_ids).__name__
-            raise ValueError(f"position_ids must hold integer positions (a LongTensor), got {kind}")
-        ok = position_ids.shape[-1:] == (length,) and (
-            position_ids.dim() == 1 or (position_ids.dim() == 2 and position_ids.shape[0] in (1, batch))
-        )
-        if not ok:
-            raise ValueError(
-                f"position_ids must be [length] or [batch or 1, length] = [{length}] or [{batch} or 1, {length}] "
-                f"(the shape of input_ids {tuple(shape)}), got {tuple(position_ids.shape)}"
-            )
-
-    def _check_attention_mask(self, attention_mask, shape):
-        if attention_mask is None:
-            return
-        if attention_mask.dim() == 2 and tuple(attention_mask.shape) != tuple(shape):
-            raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(shape)}, got {tuple(attention_mask.shape)}"
-            )
-        if attention_mask.dim() not in (2, 4):
-            raise ValueError(
-                f"attention_mask must be [batch, length] (or a 4-D boolean mask), got {attention_mask.dim()}-D"
-            )
-        if attention_mask.dim() == 4:
-            batch, length = shape
-            b, h, q, k = attention_mask.shape
-            heads = self.config.num_attention_heads
-            if b not in (1, batch) or h not in (1, heads) or (q, k) != (length, length):
-                raise ValueError(
-                    f"a 4-D attention_mask must be [batch or 1, heads or 1, length, length] = "
-                    f"[{batch} or 1, {heads} or 1, {length}, {length}], got {tuple(attention_mask.shape)}"
-                )
-
-    def _check_inputs(
-        self, input_ids, labels, attention_mask, position_ids=None, timesteps=None, allow_mask_in_labels=False
-    ):
-        if input_ids is None and labels is None:
-            raise ValueError("forward needs input_ids (the noisy state) or labels (the clean tokens)")
-        if input_ids is not None:
-            self._check_ids(input_ids, "input_ids")
-        if labels is not None:
-            self._check_ids(labels, "labels", allow_mask=allow_mask_in_labels)
-            if input_ids is not None and labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
-                )
-        shape = (input_ids if input_ids is not None else labels).shape
-        self._check_attention_mask(attention_mask, shape)
-        self._check_position_ids(position_ids, shape)
-        self._check_timesteps_type(timesteps)  # also where a method ignores them (CSM)
-
     # --- the shared forward -------------------------------------------------------------------
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -344,7 +281,7 @@ class DiffusionPreTrainedModel(LikelihoodMixin, StrictLoadingMixin, SelfContaine
         return_dict: bool | None = None,
         generator: torch.Generator | None = None,
         num_items_in_batch=None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> DiffusionLMOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`):

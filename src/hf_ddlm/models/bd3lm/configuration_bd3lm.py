@@ -35,7 +35,9 @@ class BD3LMConfig(DiffusionConfig):
         `generation_config.bos_token_id` when set.
     attn_backend (`str`, defaults to "sdpa"):
         "sdpa" (dense boolean mask) or "flex" (FlexAttention BlockMask where usable, else SDPA;
-        the outputs are the same).
+        the outputs are the same). The official configs' name: "flex" does what
+        `attn_implementation="flex_attention"` does (transformers' switch, which also picks
+        "eager" or "sdpa" for every attention call).
     var_min (`bool`, defaults to True): the model has the two range buffers (official layout).
     """
 

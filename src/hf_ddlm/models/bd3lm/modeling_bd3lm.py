@@ -134,6 +134,10 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
         """Every block's term in one pass (BD3-LM sec. 3.2): the backbone reads [x_t ; x0] (both
         halves at positions 0..L-1) under ``block_diff_mask``; the output is the x_t half. The
         conditioning is sigma of the first block's t, as in the official code."""
+        if kwargs.get("inputs_embeds") is not None:
+            raise ValueError(
+                "inputs_embeds is for sampling mode (no labels): the training pass reads [x_t ; x0], drawn here"
+            )
         batch_size, length = noisy.x_t.shape
         device = noisy.x_t.device
         positions = torch.arange(length, device=device).repeat(2)  # x_t and x0 token l share position l
@@ -178,7 +182,9 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
 
     # --- masks --------------------------------------------------------------------------------
     def _training_mask(self, length, attention_mask, device, batch_size):
-        use_flex = self.config.attn_backend == "flex" and flex_attention_usable(device)
+        # attn_backend="flex" (the official configs' name) is attn_implementation="flex_attention" here
+        flex = self.config._attn_implementation == "flex_attention" or self.config.attn_backend == "flex"
+        use_flex = flex and flex_attention_usable(device)
         mask_fn = block_diff_mask(self.config.block_size, length)
         if attention_mask is not None and not attention_mask.bool().all():
             # a padded position is a key of neither half
@@ -208,14 +214,23 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
                 "with a cache, padding and positions come from the cache (pass key_mask to cache.commit())"
             )
         output_positions = kwargs.get("output_positions")
-        return self.denoise_block(input_ids, t, cache, attention_mask, position_ids, output_positions), t
+        embeds = self.embeds_of(kwargs.get("inputs_embeds"), input_ids)
+        return self.denoise_block(input_ids, t, cache, attention_mask, position_ids, output_positions, embeds), t
 
     def denoise_block(
-        self, input_ids, timesteps=None, cache=None, attention_mask=None, position_ids=None, output_positions=None
+        self,
+        input_ids,
+        timesteps=None,
+        cache=None,
+        attention_mask=None,
+        position_ids=None,
+        output_positions=None,
+        inputs_embeds=None,
     ):
         """SUBS log p_theta(x0 | x) of sampling mode, without input checks (the decoding loop's
         entry point; ``forward`` checks and wraps it): block-causal attention over ``input_ids``
-        (``attention_mask`` [B, n] marks padding), or the new tokens after a ``cache`` view."""
+        (``attention_mask`` [B, n] marks padding), or the new tokens after a ``cache`` view.
+        ``inputs_embeds`` replaces the embedding of ``input_ids``."""
         batch_size, n = input_ids.shape
         device = input_ids.device
         if timesteps is None:
@@ -226,7 +241,13 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
             mask = cache.attention_mask(n, batch_size, device)
             positions = cache.position_ids(n, device)
             hidden = self.backbone(
-                input_ids, sigma, mask, positions, kv_caches=cache.layers, output_positions=output_positions
+                input_ids,
+                sigma,
+                mask,
+                positions,
+                kv_caches=cache.layers,
+                output_positions=output_positions,
+                **self.embeds_kwargs(inputs_embeds),
             )
             cache.close(n)
         else:
@@ -236,7 +257,14 @@ class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
                 mask = materialize_mask(mask_fn, n, n, device, batch_size)
             else:
                 mask = materialize_mask(mask_fn, n, n, device)
-            hidden = self.backbone(input_ids, sigma, mask, position_ids, output_positions=output_positions)
+            hidden = self.backbone(
+                input_ids,
+                sigma,
+                mask,
+                position_ids,
+                output_positions=output_positions,
+                **self.embeds_kwargs(inputs_embeds),
+            )
         x_t = input_ids if output_positions is None else input_ids.gather(1, output_positions)
         return subs_log_probs(hidden, x_t, self.config.mask_token_id)
 

@@ -37,16 +37,18 @@ class CSMForDiffusionLM(CSMPreTrainedModel, DiffusionGenerationMixin):
         c = torch.expm1(logits) if self.config.score_parameterization == "exp" else logits
         return c.scatter(-1, x.unsqueeze(-1), 0.0)
 
-    def concrete_score(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
-        """c_theta(x) [B, L, V] in one forward pass."""
+    def concrete_score(self, input_ids, attention_mask=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:
+        """c_theta(x) [B, L, V] in one forward pass (``inputs_embeds``: the embedding of x, if given)."""
         zeros = torch.zeros(input_ids.shape[0], device=input_ids.device)
-        return self.parameterize(self.backbone(input_ids, zeros, attention_mask, position_ids), input_ids)
+        embeds = self.embeds_kwargs(self.embeds_of(inputs_embeds, input_ids))
+        hidden = self.backbone(input_ids, zeros, attention_mask, position_ids, **embeds)
+        return self.parameterize(hidden, input_ids)
 
     # --- forward hooks: no time, no noise; the loss scores the data and K Hamming-1 neighbours ---
     def denoise(self, input_ids, timesteps=None, attention_mask=None, position_ids=None, **kwargs):
         """c_theta(x) at ``input_ids``; ``timesteps`` is ignored (accepted so that the shared
         generation loop can call every model alike)."""
-        return self.concrete_score(input_ids, attention_mask, position_ids), None
+        return self.concrete_score(input_ids, attention_mask, position_ids, kwargs.get("inputs_embeds")), None
 
     def prepare_noisy_inputs(self, x0, loss_mask, generator=None):
         """The data y and ``num_neighbour_samples`` neighbours, each one token changed at a loss
@@ -63,6 +65,7 @@ class CSMForDiffusionLM(CSMPreTrainedModel, DiffusionGenerationMixin):
         )
 
     def run_backbone(self, noisy, level, attention_mask, position_ids, **kwargs):
+        self.given_x_t_embeds(kwargs.get("inputs_embeds"), noisy)  # refused: the neighbours have no embeddings
         rows = noisy.network_input.shape[0] // noisy.x_t.shape[0]
         if attention_mask is not None:
             attention_mask = attention_mask.repeat(rows, *[1] * (attention_mask.dim() - 1))
