@@ -221,28 +221,6 @@ class DiffusionModelTest(common.ModelTesterMixin):
     test_causal_lm_loss_honors_shift_labels = _skip("diffusion labels are x0 at the same positions: no shift")
 
 
-def _xfail_on_half_sentinel(test):
-    """fp16 forwards of the models that fill with the official finite -1e6 fail until that
-    sentinel becomes dtype-aware (issue 10, "model.half() then forward fails"): reported as xfail
-    on exactly that error, so the tests pass as soon as it is fixed."""
-
-    def run(self):
-        try:
-            test(self)
-        except RuntimeError as error:
-            if "cannot be converted to type c10::Half" not in str(error):
-                raise
-            pytest.xfail("fp16: the -1e6 sentinel overflows half (issue 10, numerics)")
-
-    run.__name__ = test.__name__
-    return run
-
-
-for _name in dir(common.ModelTesterMixin):
-    if _name.startswith("test_eager_matches_sdpa_inference_") and "_fp16_" in _name:
-        setattr(DiffusionModelTest, _name, _xfail_on_half_sentinel(getattr(common.ModelTesterMixin, _name)))
-
-
 def _tester(method: str, variant: str = "", **overrides):
     name = "Test" + MODELS[method].model_class.__name__ + variant + "TransformersCommon"
     cls = type(name, (DiffusionModelTest, unittest.TestCase), {"method": method, "overrides": overrides})
