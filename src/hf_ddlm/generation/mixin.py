@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import GENERATION_CONFIG_NAME, ModelOutput, cached_file
 
+from ..samplers import SemiAutoregressiveSampler, check_block_length, clean_log_probs
 from .configuration import DiffusionGenerationConfig
+from .stopping import prepare_stopping_criteria, stop_finished_rows
 from .utils import (
     build_sampler,
     check_generation_config,
@@ -33,6 +35,9 @@ class DiffusionGenerateOutput(ModelOutput):
     sequences: torch.LongTensor | None = None
     num_function_evaluations: int | None = None
     trajectory: list | None = None  # the canvas after every step, when output_trajectory=True
+    # steps not run because every row had stopped (stopping criteria): the network calls saved, at
+    # one per step (a step whose input did not change would have reused its output instead)
+    num_function_evaluations_saved: int | None = None
 
 
 class DiffusionGenerationMixin:
@@ -94,6 +99,7 @@ class DiffusionGenerationMixin:
     def _check_generation_config(self, gc: DiffusionGenerationConfig) -> None:
         """Every check of ``gc`` that needs no input: its values, then what this model can do with them."""
         check_generation_config(gc)
+        self._check_block_and_stopping_options(gc)
         if (uses_filters(gc) or gc.do_sample is False) and not (
             self.graph.absorbing and self.model_output_kind in ("log_probs", "log_score")
         ):
@@ -217,8 +223,10 @@ class DiffusionGenerationMixin:
         if streamer is not None:
             streamer.put(x[:, :prompt_len].cpu())
 
-        sampler = build_sampler(self, gc)
+        sampler = self._semi_autoregressive(build_sampler(self, gc), gc, prompt_len, x.shape[1])
         timesteps = sampler.set_timesteps(steps, gc.t_min, device)
+        criteria = prepare_stopping_criteria(gc, self.graph.mask_token_id)
+        finished, free = torch.zeros(x.shape[0], dtype=torch.bool, device=device), ~fixed
         batch = x.shape[0]
         # use_cache is None unless set (transformers v5 leaves unset fields None): None means on
         reuse_ok = gc.use_cache is not False and not self.config.time_conditioning
@@ -228,7 +236,7 @@ class DiffusionGenerationMixin:
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
             return filter_model_output(out, self.model_output_kind, x, self.graph, gc)
 
-        nfe, cached, trajectory = 0, None, []
+        nfe, cached, trajectory, saved = 0, None, [], 0
         iterator = range(steps)
         if progress_bar:
             from tqdm.auto import tqdm
@@ -242,11 +250,17 @@ class DiffusionGenerationMixin:
             vocab_out = cached.shape[-1]
             out = sampler.step(cached, x, t.expand(batch), s.expand(batch), generator, noise((*x.shape, vocab_out)))
             x_new = torch.where(fixed, fixed_ids, out.prev_sample)
+            used = cached
             if not torch.equal(x_new, x):
                 cached = None
             x = x_new
+            if criteria is not None:
+                x, finished, fixed, fixed_ids = self._stop_rows(criteria, x, used, finished, free, fixed, fixed_ids)
             self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
-        if gc.noise_removal:
+            if criteria is not None and bool(finished.all()):  # every row has its argmax canvas: done
+                saved = steps - 1 - i + int(bool(gc.noise_removal))
+                break
+        if gc.noise_removal and not (criteria is not None and bool(finished.all())):
             t = timesteps[-1]
             if cached is None or not reuse_ok:
                 cached = model_output(x, t)
@@ -261,9 +275,47 @@ class DiffusionGenerationMixin:
         self.last_num_function_evaluations = nfe
         if return_dict_in_generate:
             return DiffusionGenerateOutput(
-                sequences=x, num_function_evaluations=nfe, trajectory=trajectory if output_trajectory else None
+                sequences=x,
+                num_function_evaluations=nfe,
+                trajectory=trajectory if output_trajectory else None,
+                num_function_evaluations_saved=saved if criteria is not None else None,
             )
         return x
+
+    # --- semi-autoregressive blocks and adaptive stopping (generation.stopping) ---------------------
+    def _check_block_and_stopping_options(self, gc: DiffusionGenerationConfig) -> None:
+        """``block_length`` and the adaptive stop's thresholds: their values, and that the model can use them."""
+        if gc.block_length is not None:
+            check_block_length(gc.block_length)
+            if getattr(self.config, "block_size", None) is not None:
+                raise ValueError(
+                    f"block_length is the semi-autoregressive option of the full-sequence loop; {type(self).__name__} "
+                    f"decodes in its own blocks of config.block_size={self.config.block_size}: remove block_length"
+                )
+        if (gc.stability_threshold, gc.confidence_threshold) != (None, None):
+            prepare_stopping_criteria(gc, self.graph.mask_token_id)  # checks the values, naming them
+            if not (self.graph.absorbing and self.model_output_kind in ("log_probs", "log_score")):
+                raise ValueError(
+                    "stability_threshold / confidence_threshold (adaptive stopping) read p_theta(x0 | x_t) on a masked "
+                    f"canvas, which {type(self).__name__} on the {self.config.graph} graph does not output"
+                )
+
+    def _semi_autoregressive(self, sampler, gc, start: int, length: int):
+        """``sampler`` run in blocks of ``gc.block_length`` over positions [start, length) (LLaDA), or as is."""
+        if gc.block_length is None:
+            return sampler
+        return SemiAutoregressiveSampler(sampler, gc.block_length, start, length)
+
+    def _stop_rows(self, criteria, x, output, finished, free, fixed, fixed_ids):
+        """Rows the criteria finish after a step take their argmax canvas and are frozen (written back
+        after every later step, as a prompt is)."""
+        mask = self.graph.mask_token_id
+        scores = clean_log_probs(output, self.model_output_kind, mask)
+        x, finished, newly = stop_finished_rows(criteria, x, scores, finished, mask, free)
+        if newly.any():
+            fixed = fixed | newly[:, None]
+            fixed_ids = torch.where(newly[:, None], x, fixed_ids)
+        return x, finished, fixed, fixed_ids
 
     @staticmethod
     def _report(step, t, x, callback, streamer, trajectory, draft_start=0):

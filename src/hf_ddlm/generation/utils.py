@@ -159,6 +159,8 @@ def build_sampler(model, gc: DiffusionGenerationConfig) -> Sampler:
         sampler = get_sampler(gc.sampler, model.graph, model.schedule, **gc.sampler_kwargs)
     except TypeError as error:  # an argument the sampler's constructor does not take
         raise ValueError(f"sampler_kwargs {gc.sampler_kwargs} do not fit sampler {gc.sampler!r}: {error}") from None
+    if sampler.needs != model.model_output_kind and model.model_output_kind in getattr(sampler, "reads", ()):
+        sampler.needs = model.model_output_kind  # a sampler that reads several kinds converts the model's own
     if sampler.needs != model.model_output_kind:
         raise ValueError(
             f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(model).__name__} outputs {model.model_output_kind!r}"

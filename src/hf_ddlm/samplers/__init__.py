@@ -2,7 +2,9 @@
 
 One file per algorithm: ``analytic`` and ``euler`` (SEDD), ``ancestral`` (MDLM and BD3-LM's
 ``block_ancestral``), ``first_hitting`` (BD3-LM), ``tau_leaping`` and ``predictor_corrector``
-(CTMC), ``d3pm_ancestral``, ``metropolis_hastings`` (CSM). The categorical draws they share live in
+(CTMC), ``d3pm_ancestral``, ``metropolis_hastings`` (CSM); for masked models ``confidence``
+(LLaDA / MaskGIT), ``threshold`` (Fast-dLLM) and ``entropy_bounded`` (EB-sampler), and the
+``semi_autoregressive`` wrapper behind ``generate(block_length=...)``. The categorical draws they share live in
 ``hf_ddlm.categorical``.
 """
 
@@ -32,11 +34,14 @@ from .base import (
     register_sampler,
     register_sampler_alias,
 )
+from .confidence import ORDERINGS, ConfidenceSampler, clean_log_probs, commit_top, token_entropy
 from .d3pm_ancestral import D3PMAncestralSampler
+from .entropy_bounded import EntropyBoundedSampler
 from .euler import EulerSampler
 from .first_hitting import FirstHittingSampler
 from .metropolis_hastings import MetropolisHastingsSampler
 from .predictor_corrector import PredictorCorrectorSampler
+from .semi_autoregressive import SemiAutoregressiveSampler, check_block_length
 from .tau_leaping import (
     JUMP_RULES,
     CTMCEulerSampler,
@@ -50,9 +55,11 @@ from .tau_leaping import (
     reverse_rate_terms,
     reverse_rates,
 )
+from .threshold import ThresholdSampler
 
 __all__ = [
     "JUMP_RULES",
+    "ORDERINGS",
     "VARIANTS",
     "NEG_INFINITY",
     "neg_infinity",
@@ -61,7 +68,9 @@ __all__ = [
     "AnalyticSampler",
     "AncestralSampler",
     "CTMCEulerSampler",
+    "ConfidenceSampler",
     "D3PMAncestralSampler",
+    "EntropyBoundedSampler",
     "EulerSampler",
     "FirstHittingSampler",
     "LazyProbsOutput",
@@ -70,9 +79,14 @@ __all__ = [
     "RateTerms",
     "Sampler",
     "SamplerOutput",
+    "SemiAutoregressiveSampler",
     "TauLeapingSampler",
+    "ThresholdSampler",
     "categorical_leap",
+    "check_block_length",
     "check_nucleus_p",
+    "clean_log_probs",
+    "commit_top",
     "denoise_x0",
     "draw_categorical_rows",
     "draw_revealed_",
@@ -91,5 +105,6 @@ __all__ = [
     "reverse_rates",
     "sample_categorical",
     "sample_categorical_rows",
+    "token_entropy",
     "tweedie_denoise",
 ]
