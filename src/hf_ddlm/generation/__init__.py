@@ -3,6 +3,12 @@ from .cache import BlockKVCache, CacheView
 from .configuration import DiffusionGenerationConfig
 from .infill import parse_infill_pattern
 from .mixin import DiffusionGenerateOutput, DiffusionGenerationMixin
+from .stopping import (
+    StableAndConfidentStoppingCriteria,
+    argmax_canvas,
+    prepare_stopping_criteria,
+    stop_finished_rows,
+)
 from .utils import (
     AUTOREGRESSIVE_ONLY,
     MAX_INFERENCE_STEPS,
@@ -25,12 +31,16 @@ __all__ = [
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
+    "StableAndConfidentStoppingCriteria",
+    "argmax_canvas",
     "build_sampler",
     "check_generation_config",
     "filter_model_output",
     "parse_infill_pattern",
+    "prepare_stopping_criteria",
     "repeat_rows",
     "resolve_generator",
+    "stop_finished_rows",
     "uses_filters",
     "warn_about_long_runs",
 ]

@@ -35,7 +35,8 @@ def clean_log_probs(model_output: torch.Tensor, kind: str, mask_token_id: int) -
         return model_output
     if kind != "log_score":
         raise ValueError(f"confidence samplers read 'log_probs' or 'log_score', got {kind!r}")
-    clean = model_output.float().index_fill(-1, torch.tensor([mask_token_id], device=model_output.device), -torch.inf)
+    dtype = torch.promote_types(model_output.dtype, torch.float32)  # half precision normalises in float32
+    clean = model_output.to(dtype).index_fill(-1, torch.tensor([mask_token_id], device=model_output.device), -torch.inf)
     return clean.log_softmax(-1).clamp_min(neg_infinity(clean.dtype))
 
 
