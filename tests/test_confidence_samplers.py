@@ -93,6 +93,35 @@ def test_deterministic_proposals_do_not_depend_on_the_seed(models):
     assert torch.equal(*runs)
 
 
+def test_greedy_decoding_proposes_argmaxes_and_keeps_the_ranking(models):
+    """do_sample=False with a confidence sampler means argmax proposals, not top_k=1 (which would give
+    every position confidence 1: threshold would commit everything at once)."""
+    model = models[MDLMForDiffusionLM]
+    common = dict(max_length=10, num_inference_steps=20, sampler="threshold", sampler_kwargs={"threshold": 0.9})
+    greedy = model.generate(do_sample=False, seed=0, output_trajectory=True, return_dict_in_generate=True, **common)
+    assert torch.equal(greedy.sequences, model.generate(seed=1, **common))
+    assert int((greedy.trajectory[0] != MASK).sum()) < 10
+    with pytest.raises(ValueError, match="do_sample=False is greedy decoding"):
+        model.generate(do_sample=False, max_length=6, sampler="confidence", sampler_kwargs={"deterministic": False})
+
+
+def test_reproducible_with_supplied_uniform_noise(models):
+    for model_class in (MDLMForDiffusionLM, SEDDForDiffusionLM):
+        runs = []
+        for _ in range(2):
+            g = torch.Generator().manual_seed(0)
+            runs.append(
+                models[model_class].generate(
+                    max_length=10,
+                    num_inference_steps=3,
+                    sampler="confidence",
+                    sampler_kwargs={"deterministic": False, "tokens_per_step": 1},  # masks left: the denoise draws too
+                    uniform_noise_fn=lambda shape, g=g: torch.rand(shape, generator=g),
+                )  # fmt: skip
+            )
+        assert torch.equal(*runs) and (runs[0] != MASK).all()
+
+
 def test_threshold_and_entropy_bound_choose_how_many(models):
     model = models[MDLMForDiffusionLM]
 
@@ -159,6 +188,10 @@ def test_blocks_with_infilling_and_bad_block_options(models):
         models[BD3LMForDiffusionLM].generate(max_length=8, block_length=4)
     with pytest.raises(ValueError, match="block_length needs a sampler that steps on the time grid"):
         model.generate(max_length=8, block_length=4, sampler="first_hitting")
+    with pytest.raises(ValueError, match="block_length keeps later blocks masked"):
+        testing.tiny_model("sedd", graph="uniform").generate(max_length=8, block_length=4)
+    with pytest.raises(ValueError, match="adaptive stopping.* block by block"):
+        models[BD3LMForDiffusionLM].generate(max_length=8, stability_threshold=1, confidence_threshold=0.5)
 
 
 # --- inside BD3-LM's blocks -------------------------------------------------------------------

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import GENERATION_CONFIG_NAME, ModelOutput, cached_file
 
-from ..samplers import SemiAutoregressiveSampler, check_block_length, clean_log_probs
+from ..samplers import (
+    SAMPLER_ALIASES,
+    SAMPLERS,
+    ConfidenceSampler,
+    SemiAutoregressiveSampler,
+    check_block_length,
+    clean_log_probs,
+)
 from .configuration import DiffusionGenerationConfig
 from .stopping import prepare_stopping_criteria, stop_finished_rows
 from .utils import (
@@ -126,8 +133,8 @@ class DiffusionGenerationMixin:
             gc.sampler = self.default_sampler
         self._check_generation_config(gc)
         warn_about_long_runs(gc)
-        if gc.do_sample is False:  # greedy: every revealed token is the argmax of p_theta(x0 | x_t)
-            gc.top_k = 1
+        if gc.do_sample is False and not self._greedy_proposals(gc):
+            gc.top_k = 1  # greedy: every revealed token is the argmax of p_theta(x0 | x_t)
         return gc
 
     def _build_canvas(self, input_ids, attention_mask, infill_mask, gc, device, generator):
@@ -294,11 +301,31 @@ class DiffusionGenerationMixin:
                 )
         if (gc.stability_threshold, gc.confidence_threshold) != (None, None):
             prepare_stopping_criteria(gc, self.graph.mask_token_id)  # checks the values, naming them
+            if getattr(self.config, "block_size", None) is not None:
+                raise ValueError(
+                    "stability_threshold / confidence_threshold (adaptive stopping) are options of the full-sequence "
+                    f"loop; {type(self).__name__} decodes block by block and stops at eos_token_id"
+                )
             if not (self.graph.absorbing and self.model_output_kind in ("log_probs", "log_score")):
                 raise ValueError(
                     "stability_threshold / confidence_threshold (adaptive stopping) read p_theta(x0 | x_t) on a masked "
                     f"canvas, which {type(self).__name__} on the {self.config.graph} graph does not output"
                 )
+
+    @staticmethod
+    def _greedy_proposals(gc: DiffusionGenerationConfig) -> bool:
+        """do_sample=False with a confidence sampler: its argmax proposals (``deterministic=True``)
+        rather than top_k=1, which would leave every position the confidence 1 and so no ranking."""
+        cls = SAMPLERS.get(SAMPLER_ALIASES.get(gc.sampler, (gc.sampler,))[0])
+        if cls is None or not issubclass(cls, ConfidenceSampler):
+            return False
+        if gc.sampler_kwargs.get("deterministic", True) is not True:
+            raise ValueError(
+                f"do_sample=False is greedy decoding, sampler_kwargs deterministic={gc.sampler_kwargs['deterministic']!r} "
+                "draws the proposals: pass one of them"
+            )
+        gc.sampler_kwargs = {**gc.sampler_kwargs, "deterministic": True}
+        return True
 
     def _semi_autoregressive(self, sampler, gc, start: int, length: int):
         """``sampler`` run in blocks of ``gc.block_length`` over positions [start, length) (LLaDA), or as is."""

@@ -81,7 +81,13 @@ class ConfidenceSampler(Sampler):
     (n = q r + m: the next m steps commit q + 1, the rest q), so the last step commits every token
     left. With ``tokens_per_step`` the grid may end with masks: ``denoise`` (the loop's noise
     removal) commits them all. Not the reverse process: biased (reported on the oracle's toys in
-    tests/test_confidence_samplers.py).
+    tests/test_confidence_samplers.py) when a step commits several tokens (their joint is drawn as a
+    product of marginals) or when the ranking reads the drawn token (``"top_prob"`` with
+    ``deterministic=False``: a selection bias). With one token per step, proposals drawn from p_theta
+    and an ordering that reads p_theta(. | x_t) only (``"margin"``, ``"entropy"``), an exact denoiser
+    gives exact samples: the chain rule in an order chosen from x_t.
+    ``temperature`` / ``top_k`` / ``top_p`` act on p_theta before the ranking; ``do_sample=False``
+    means argmax proposals (``deterministic=True``), not top_k=1, which would leave no ranking.
 
     Args:
         tokens_per_step: positions committed per step (a positive integer), or None (spread evenly).

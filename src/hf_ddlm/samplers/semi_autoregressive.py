@@ -50,6 +50,12 @@ class SemiAutoregressiveSampler(Sampler):
             raise ValueError(
                 f"block_length needs a sampler that steps on the time grid; {sampler.name!r} draws its own times"
             )
+        if not sampler.graph.absorbing:
+            raise ValueError("block_length keeps later blocks masked: it needs an absorbing (masked) graph")
+        if type(sampler).set_timesteps is not Sampler.set_timesteps:
+            raise ValueError(
+                f"block_length splits the continuous time grid 1 > ... > t_min; {sampler.name!r} has a grid of its own"
+            )
         if isinstance(sampler, SemiAutoregressiveSampler):
             raise ValueError("the sampler already runs in blocks")
         self.inner = sampler
