@@ -20,9 +20,12 @@ from .configuration import DiffusionGenerationConfig
 from .utils import (
     build_sampler,
     check_generation_config,
+    check_logits_processing,
     filter_model_output,
+    process_model_output,
     repeat_rows,
     resolve_generator,
+    should_stop,
     uses_filters,
     warn_about_long_runs,
 )
@@ -184,6 +187,8 @@ class DiffusionGenerationMixin:
         return_dict_in_generate: bool = False,
         output_trajectory: bool = False,
         uniform_noise_fn=None,
+        logits_processor=None,
+        stopping_criteria=None,
         **kwargs,
     ):
         r"""Generate token ids by denoising from the prior (all-mask, or uniform noise).
@@ -199,8 +204,14 @@ class DiffusionGenerationMixin:
         (its `put_draft` sees every intermediate canvas when it has one); `progress_bar`.
         Returns the ids [B, L], or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
         `uniform_noise_fn(shape)`, for tests, supplies the uniform draws of every categorical sample.
+        transformers' `logits_processor` (a `LogitsProcessorList`) processes the distribution over
+        clean tokens at each masked position (`input_ids` = the current canvas, `scores` = log
+        p(x0 | x_t)); `stopping_criteria` (a `StoppingCriteriaList`) is called on the canvas and
+        the model output after every step, and the loop stops once every row is done.
+        A first-hitting sampler (`sampler="first_hitting"`) reveals one token per network call.
         """
         gc = self._prepare_generation_config(generation_config, kwargs)
+        check_logits_processing(self, logits_processor, stopping_criteria)
         steps = gc.num_inference_steps
         device = self.device
         generator = resolve_generator(generator, seed, device)
@@ -219,6 +230,10 @@ class DiffusionGenerationMixin:
 
         sampler = build_sampler(self, gc)
         timesteps = sampler.set_timesteps(steps, gc.t_min, device)
+
+        def report(i, t, x):
+            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
+
         batch = x.shape[0]
         # use_cache is None unless set (transformers v5 leaves unset fields None): None means on
         reuse_ok = gc.use_cache is not False and not self.config.time_conditioning
@@ -226,9 +241,14 @@ class DiffusionGenerationMixin:
 
         def model_output(x, t):
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
-            return filter_model_output(out, self.model_output_kind, x, self.graph, gc)
+            out = filter_model_output(out, self.model_output_kind, x, self.graph, gc)
+            masked = x == self.graph.mask_token_id if self.graph.absorbing else None
+            return process_model_output(out, self.model_output_kind, masked, x, logits_processor)
 
         nfe, cached, trajectory = 0, None, []
+        if sampler.first_hitting:  # no grid: one network call per revealed token
+            x, nfe = self._first_hitting_loop(sampler, x, model_output, generator, noise, stopping_criteria, report)
+            steps, timesteps = 0, timesteps[-1:]
         iterator = range(steps)
         if progress_bar:
             from tqdm.auto import tqdm
@@ -245,8 +265,10 @@ class DiffusionGenerationMixin:
             if not torch.equal(x_new, x):
                 cached = None
             x = x_new
-            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
-        if gc.noise_removal:
+            report(i, t, x)
+            if should_stop(stopping_criteria, x, cached):
+                break
+        if gc.noise_removal and (not sampler.first_hitting or (x == self.graph.mask_token_id).any()):
             t = timesteps[-1]
             if cached is None or not reuse_ok:
                 cached = model_output(x, t)
@@ -254,7 +276,7 @@ class DiffusionGenerationMixin:
             vocab_out = cached.shape[-1] - int(self.graph.absorbing and sampler.needs == "log_score")
             out = sampler.denoise(cached, x, t.expand(batch), generator, noise((*x.shape, vocab_out)))
             x = torch.where(fixed, fixed_ids, out.prev_sample)
-            self._report(steps, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
+            report(steps, t, x)
         if streamer is not None:
             streamer.put(x[:, prompt_len:].cpu())
             streamer.end()
@@ -264,6 +286,25 @@ class DiffusionGenerationMixin:
                 sequences=x, num_function_evaluations=nfe, trajectory=trajectory if output_trajectory else None
             )
         return x
+
+    def _first_hitting_loop(self, sampler, x, model_output, generator, noise, stopping_criteria, report):
+        """First-hitting sampling of the whole canvas (Zheng et al. 2024; ``samplers.first_hitting``):
+        each step draws per row the time s = t u^(1/n) of the next reveal and reveals one uniformly
+        chosen masked position from p_theta(x0 | x_t) there, so a row with n masked tokens takes n
+        network calls and no time grid. Fixed positions are never masked (absorbing graph), so they
+        are never chosen. Returns (x, nfe)."""
+        t = torch.ones(x.shape[0], device=x.device)
+        nfe, i = 0, 0
+        while (x == self.graph.mask_token_id).any():
+            s = sampler.next_time(t, x, generator)
+            out = model_output(x, t)
+            nfe += 1
+            x = sampler.step(out, x, t, s, generator, noise((x.shape[0], out.shape[-1]))).prev_sample
+            t, i = s, i + 1
+            report(i - 1, t[0], x)
+            if should_stop(stopping_criteria, x, out):
+                break
+        return x, nfe
 
     @staticmethod
     def _report(step, t, x, callback, streamer, trajectory, draft_start=0):
