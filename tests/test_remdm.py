@@ -149,7 +149,9 @@ def test_one_remdm_step_has_the_remasking_posterior(exact):
     mask = oracle.mask_token_id
     masked = states == mask
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs[..., 0]), rtol=0, atol=1e-6)
-    torch.testing.assert_close(probs[~masked][:, mask], torch.full_like(probs[~masked][:, mask], sigma), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        probs[~masked][:, mask], torch.full_like(probs[~masked][:, mask], sigma), atol=1e-6, rtol=0
+    )
     expected = oracle.posterior(states)[masked] * r
     torch.testing.assert_close(probs[masked][:, :mask], expected[:, :mask], atol=1e-6, rtol=0)
     # marginal check of eq. 6: alpha_t (1 - sigma) + (1 - alpha_t) r = alpha_s
@@ -187,7 +189,11 @@ def test_remdm_in_bd3lm_blocks_and_with_a_prompt_and_infilling():
         mask = model.graph.mask_token_id
         for sampler in ("remdm_cap", "remdm_loop"):
             x = model.generate(
-                input_ids=torch.tensor([[1, 2], [3, 4]]), max_new_tokens=6, sampler=sampler, num_inference_steps=8, seed=0
+                input_ids=torch.tensor([[1, 2], [3, 4]]),
+                max_new_tokens=6,
+                sampler=sampler,
+                num_inference_steps=8,
+                seed=0,
             )
             assert x.shape[0] == 2 and (x[:, :2] == torch.tensor([[1, 2], [3, 4]])).all() and (x != mask).all()
         ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
