@@ -25,8 +25,10 @@ from .models import (
 )
 from .models.auto import register_auto_classes
 from .parameterizations import sedd_log_score, subs_log_probs
+from .pipelines import register_pipelines
 
 register_auto_classes()
+register_pipelines()  # pipeline("fill-mask") / ("text-generation") accept hf_ddlm models
 
 # names of modules that import heavy dependencies (the Trainer, PEFT, lm-eval): loaded on first use
 _LAZY = {
