@@ -121,3 +121,17 @@ def test_applicable_samplers_are_derived_and_the_others_refused_with_the_list(me
         with pytest.raises(ValueError, match="the samplers that apply to it are") as info:
             model.generate(max_length=4, sampler=name)
         assert str(applicable) in str(info.value)
+
+
+def test_generate_help_lists_the_samplers_per_model_type(capsys):
+    from hf_ddlm.cli import main
+    from hf_ddlm.cli.generate import samplers_per_model_type
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    rows = samplers_per_model_type()
+    assert {model_type for model_type, _, _ in rows} == {"sedd", "mdlm", "bd3lm", "d3pm", "ctmc", "csm"}
+    for model_type, graph, names in rows:
+        assert f"  {model_type} ({graph}): {', '.join(names)}" in out
+    assert dict(((m, g), n) for m, g, n in rows)[("mdlm", "absorbing")] == applicable_samplers(tiny_model("mdlm"))

@@ -300,28 +300,3 @@ __all__ = [
     "uses_filters",
     "warn_about_long_runs",
 ]
-
-
-def samplers_per_model_type() -> list[tuple[str, str, list[str]]]:
-    """(model_type, graph, applicable sampler names) for every hf_ddlm model type and each graph its
-    config accepts, derived with ``applicable_samplers`` from the default config's graph and schedule
-    (no model is built)."""
-    from ..models.auto import MODELS
-    from ..processes import get_graph, get_schedule
-
-    rows = []
-    for config_class, model_class in MODELS:
-        for graph_name in ("absorbing", "uniform"):
-            try:
-                config = config_class(graph=graph_name, vocab_size=8)
-            except (ValueError, TypeError):
-                continue
-            if config.graph != graph_name:
-                continue
-            graph = get_graph(config.graph, config.vocab_size)
-            if hasattr(config, "discrete_schedule"):  # D3PM steps on the T steps its config defines
-                schedule = config.discrete_schedule()
-            else:
-                schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
-            rows.append((config.model_type, graph_name, applicable_samplers(model_class, graph, schedule)))
-    return rows
