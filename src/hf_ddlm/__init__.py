@@ -25,8 +25,10 @@ from .models import (
 )
 from .models.auto import register_auto_classes
 from .parameterizations import sedd_log_score, subs_log_probs
+from .pipelines import TASKS, DiffusionFillMaskPipeline, DiffusionTextGenerationPipeline, register_pipelines
 
 register_auto_classes()
+register_pipelines()  # pipeline("fill-mask") / ("text-generation") accept hf_ddlm models
 
 # names of modules that import heavy dependencies (the Trainer, PEFT, lm-eval): loaded on first use
 _LAZY = {
@@ -63,6 +65,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     *_LAZY,
+    "TASKS",
+    "DiffusionFillMaskPipeline",
+    "DiffusionTextGenerationPipeline",
+    "register_pipelines",
     "BD3LMConfig",
     "BD3LMForDiffusionLM",
     "CSMConfig",

@@ -3,6 +3,7 @@ holes of an infilling pattern, with a live view of the denoising and pictures of
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def add_parser(subparsers) -> None:
         help="sample text, with a live view of the denoising",
         description="Generate by iterative denoising: unconditionally, after a prompt, or into the holes of an "
         "infilling pattern ('The [[3]] sat on the [[2]].': [[N]] is N tokens to generate).",
+        epilog=samplers_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_shared(p, "model", "--tokenizer")
     cond = p.add_mutually_exclusive_group()
@@ -26,7 +29,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--length", type=positive_int, help="total length in tokens (default: the model's)")
     p.add_argument("--max-new-tokens", type=positive_int, help="tokens to generate after the prompt")
     p.add_argument("--num-samples", type=positive_int, default=1)
-    p.add_argument("--sampler", help="a registered sampler (analytic, euler, ancestral, ...); default: the model's")
+    p.add_argument(
+        "--sampler", help="a registered sampler that applies to the model (listed below); default: the model's"
+    )
     p.add_argument("--sampler-kwargs", type=json.loads, help="JSON keyword arguments of the sampler")
     p.add_argument("--steps", type=positive_int, help="denoising steps (num_inference_steps)")
     p.add_argument("--temperature", type=float)
@@ -50,6 +55,40 @@ def add_parser(subparsers) -> None:
     add_shared(p, "--quiet")
     p.add_argument("--json", action="store_true", help="print the samples as JSON")
     p.set_defaults(func=run)
+
+
+def samplers_per_model_type() -> list[tuple[str, str, list[str]]]:
+    """(model_type, graph, applicable sampler names) for every hf_ddlm model type and each graph its
+    config accepts, derived with ``applicable_samplers`` from the default config's graph and schedule
+    (no model is built)."""
+    from ..generation.utils import applicable_samplers
+    from ..models.auto import MODELS
+    from ..processes import get_graph, get_schedule
+
+    rows = []
+    for config_class, model_class in MODELS:
+        for graph_name in ("absorbing", "uniform"):
+            try:
+                config = config_class(graph=graph_name, vocab_size=8)
+            except (ValueError, TypeError):
+                continue
+            if config.graph != graph_name:
+                continue
+            graph = get_graph(config.graph, config.vocab_size)
+            if hasattr(config, "discrete_schedule"):  # D3PM steps on the T steps its config defines
+                schedule = config.discrete_schedule()
+            else:
+                schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
+            rows.append((config.model_type, graph_name, applicable_samplers(model_class, graph, schedule)))
+    return rows
+
+
+def samplers_epilog() -> str:
+    """The samplers that apply to each model type (derived from each sampler's needs and the model's
+    output, graph and schedule: ``samplers_per_model_type``)."""
+    lines = ["samplers per model type (graph): a sampler outside its model's list is refused"]
+    lines += [f"  {model_type} ({graph}): {', '.join(names)}" for model_type, graph, names in samplers_per_model_type()]
+    return "\n".join(lines)
 
 
 def _generation_kwargs(args) -> dict:

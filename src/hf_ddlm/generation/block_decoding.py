@@ -51,7 +51,15 @@ import torch
 from .cache import BlockKVCache
 from .configuration import DiffusionGenerationConfig
 from .mixin import DiffusionGenerateOutput, DiffusionGenerationMixin
-from .utils import build_sampler, filter_model_output, repeat_rows, resolve_generator
+from .utils import (
+    build_sampler,
+    check_logits_processing,
+    filter_model_output,
+    process_model_output,
+    repeat_rows,
+    resolve_generator,
+    should_stop,
+)
 
 
 @dataclass
@@ -144,13 +152,17 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
         return_dict_in_generate: bool = False,
         output_trajectory: bool = False,
         uniform_noise_fn=None,
+        logits_processor=None,
+        stopping_criteria=None,
         **kwargs,
     ):
         r"""Generate token ids block by block; the arguments are those of
         ``DiffusionGenerationMixin.generate``. Returns the ids [B, L], or a
         ``BlockDiffusionGenerateOutput`` (with ``num_commit_evaluations``) with
-        ``return_dict_in_generate=True``."""
+        ``return_dict_in_generate=True``. When ``stopping_criteria`` stop the loop, the current
+        block is finished (its masked tokens denoised) and the canvas ends with it."""
         gc = self._prepare_generation_config(generation_config, kwargs)
+        check_logits_processing(self, logits_processor, stopping_criteria)
         config, device = self.config, self.device
         bs, mask_id, window = config.block_size, config.mask_token_id, config.max_position_embeddings
         generator = resolve_generator(generator, seed, device)
@@ -200,6 +212,7 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
         nfe, step, trajectory = 0, 0, []
         t = ones  # the time of the last denoising step, used when a pending block is committed
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        stopped = False  # by stopping_criteria
         blocks = range(first, num_blocks)
         if progress_bar:
             from tqdm.auto import tqdm
@@ -221,6 +234,7 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
                     where = sampler.choose_positions(block, generator)
                     out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window, where)
                     out = filter_model_output(out, "log_probs", block.gather(1, where), self.graph, gc)
+                    out = process_model_output(out, "log_probs", block.gather(1, where) == mask_id, x, logits_processor)
                     nfe += 1
                     new = sampler.reveal(out[:, 0], block, where, generator, noise((batch, out.shape[-1]))).prev_sample
                 else:
@@ -228,10 +242,12 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
                     if out is None or not reuse_ok:
                         out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window)
                         out = filter_model_output(out, "log_probs", block, self.graph, gc)
+                        out = process_model_output(out, "log_probs", block == mask_id, x, logits_processor)
                         nfe += 1
                     new = sampler.step(out, block, t, s, generator, noise((*block.shape, out.shape[-1]))).prev_sample
                 if keep_given:
                     new = torch.where(given, block, new)
+                scores = out
                 if first_hitting or not torch.equal(new, block):  # first-hitting always changes the block
                     out = None
                 block, t, i = new, s, i + 1
@@ -242,10 +258,14 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
                 self._report(
                     step, t[0], x[:, :length], callback, streamer, trajectory if output_trajectory else None, prompt_len
                 )
+                if should_stop(stopping_criteria, x[:, :length], scores):
+                    stopped = True
+                    break
             if (block == mask_id).any():  # the grid ended with tokens still masked: noise removal
                 if out is None or not reuse_ok:
                     out = _block_log_probs(self, x, lo, hi, t, cache, key_mask, window)
                     out = filter_model_output(out, "log_probs", block, self.graph, gc)
+                    out = process_model_output(out, "log_probs", block == mask_id, x, logits_processor)
                     nfe += 1
                 block = torch.where(given, block, sampler.denoise(out, block, t, generator).prev_sample)
                 x[:, lo:hi] = block
@@ -255,6 +275,9 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
                 finished |= (torch.isin(block, torch.tensor(eos, device=device)) & ~given).any(-1)
                 if finished.all():
                     break
+            if stopped:  # the canvas ends with this block
+                length = min(length, hi)
+                break
             if cache is not None and k < num_blocks - 1:
                 # commit with the next block's first forward when that is exact: the conditioning does
                 # not depend on t, and both blocks fit the window (past it the official cache slides first)

@@ -29,9 +29,13 @@ from .stopping import prepare_stopping_criteria, stop_finished_rows
 from .utils import (
     build_sampler,
     check_generation_config,
+    check_logits_processing,
     filter_model_output,
+    first_hitting_loop,
+    process_model_output,
     repeat_rows,
     resolve_generator,
+    should_stop,
     uses_filters,
     warn_about_long_runs,
 )
@@ -197,6 +201,8 @@ class DiffusionGenerationMixin:
         return_dict_in_generate: bool = False,
         output_trajectory: bool = False,
         uniform_noise_fn=None,
+        logits_processor=None,
+        stopping_criteria=None,
         **kwargs,
     ):
         r"""Generate token ids by denoising from the prior (all-mask, or uniform noise).
@@ -212,8 +218,14 @@ class DiffusionGenerationMixin:
         (its `put_draft` sees every intermediate canvas when it has one); `progress_bar`.
         Returns the ids [B, L], or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
         `uniform_noise_fn(shape)`, for tests, supplies the uniform draws of every categorical sample.
+        transformers' `logits_processor` (a `LogitsProcessorList`) processes the distribution over
+        clean tokens at each masked position (`input_ids` = the current canvas, `scores` = log
+        p(x0 | x_t)); `stopping_criteria` (a `StoppingCriteriaList`) is called on the canvas and
+        the model output after every step, and the loop stops once every row is done.
+        A first-hitting sampler (`sampler="first_hitting"`) reveals one token per network call.
         """
         gc = self._prepare_generation_config(generation_config, kwargs)
+        check_logits_processing(self, logits_processor, stopping_criteria)
         steps = gc.num_inference_steps
         device = self.device
         generator = resolve_generator(generator, seed, device)
@@ -234,6 +246,10 @@ class DiffusionGenerationMixin:
         timesteps = sampler.set_timesteps(steps, gc.t_min, device)
         criteria = prepare_stopping_criteria(gc, self.graph.mask_token_id)
         finished, free = torch.zeros(x.shape[0], dtype=torch.bool, device=device), ~fixed
+
+        def report(i, t, x):
+            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
+
         batch = x.shape[0]
         # use_cache is None unless set (transformers v5 leaves unset fields None): None means on
         reuse_ok = gc.use_cache is not False and not self.config.time_conditioning
@@ -241,9 +257,16 @@ class DiffusionGenerationMixin:
 
         def model_output(x, t):
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
-            return filter_model_output(out, self.model_output_kind, x, self.graph, gc)
+            out = filter_model_output(out, self.model_output_kind, x, self.graph, gc)
+            masked = x == self.graph.mask_token_id if self.graph.absorbing else None
+            return process_model_output(out, self.model_output_kind, masked, x, logits_processor)
 
         nfe, cached, trajectory, saved = 0, None, [], 0
+        if sampler.first_hitting:  # no grid: one network call per revealed token
+            x, nfe = first_hitting_loop(
+                self.graph.mask_token_id, sampler, x, model_output, generator, noise, stopping_criteria, report
+            )
+            steps, timesteps = 0, timesteps[-1:]
         iterator = range(steps)
         if progress_bar:
             from tqdm.auto import tqdm
@@ -263,11 +286,18 @@ class DiffusionGenerationMixin:
             x = x_new
             if criteria is not None:
                 x, finished, fixed, fixed_ids = self._stop_rows(criteria, x, used, finished, free, fixed, fixed_ids)
-            self._report(i, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
+            report(i, t, x)
             if criteria is not None and bool(finished.all()):  # every row has its argmax canvas: done
                 saved = steps - 1 - i + int(bool(gc.noise_removal))
                 break
-        if gc.noise_removal and not (criteria is not None and bool(finished.all())):
+            if should_stop(stopping_criteria, x, cached):
+                break
+        adaptive_done = criteria is not None and bool(finished.all())
+        if (
+            gc.noise_removal
+            and not adaptive_done
+            and (not sampler.first_hitting or (x == self.graph.mask_token_id).any())
+        ):
             t = timesteps[-1]
             if cached is None or not reuse_ok:
                 cached = model_output(x, t)
@@ -275,7 +305,7 @@ class DiffusionGenerationMixin:
             vocab_out = cached.shape[-1] - int(self.graph.absorbing and sampler.needs == "log_score")
             out = sampler.denoise(cached, x, t.expand(batch), generator, noise((*x.shape, vocab_out)))
             x = torch.where(fixed, fixed_ids, out.prev_sample)
-            self._report(steps, t, x, callback, streamer, trajectory if output_trajectory else None, prompt_len)
+            report(steps, t, x)
         if streamer is not None:
             streamer.put(x[:, prompt_len:].cpu())
             streamer.end()

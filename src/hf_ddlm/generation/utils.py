@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from ..categorical import filter_logits
-from ..samplers import Sampler, get_sampler
+from ..samplers import SAMPLER_ALIASES, SAMPLERS, Sampler, get_sampler
 from .configuration import DiffusionGenerationConfig
 
 # num_inference_steps above this is refused (at one network call per step a small model would run for
@@ -153,12 +153,63 @@ def repeat_rows(copies: int | None, *tensors: torch.Tensor | None) -> tuple[torc
     return tuple(None if x is None else x.repeat_interleave(copies, dim=0) for x in tensors)
 
 
+def reads_kind(sampler_class, kind: str) -> bool:
+    """Whether a sampler consumes a model output of this kind: its ``needs``, or one of the kinds it
+    converts (``reads``, e.g. the confidence samplers read SEDD's log score through its p0)."""
+    return kind == sampler_class.needs or kind in getattr(sampler_class, "reads", ())
+
+
+def applicable_samplers(model_or_class, graph=None, schedule=None) -> list[str]:
+    """The registered sampler names (aliases included) that apply to a model: those that read the
+    model's ``model_output_kind`` and whose constructor accepts its graph and noise schedule with
+    their default arguments (each sampler checks what it needs, e.g. an absorbing graph, a
+    log-linear schedule). Pass a model, or a model class with the ``graph`` and ``schedule``."""
+    kind = model_or_class.model_output_kind
+    graph = graph if graph is not None else model_or_class.graph
+    schedule = schedule if schedule is not None else getattr(model_or_class, "schedule", None)
+    names = []
+    for name in sorted([*SAMPLERS, *SAMPLER_ALIASES]):
+        target = SAMPLER_ALIASES[name][0] if name in SAMPLER_ALIASES else name
+        # a discrete-time schedule (D3PM, its num_timesteps) and a continuous-time sampler do not mix
+        discrete = getattr(schedule, "num_timesteps", None) is not None
+        if not reads_kind(SAMPLERS[target], kind) or getattr(SAMPLERS[target], "discrete_time", False) != discrete:
+            continue
+        try:
+            get_sampler(name, graph, schedule)
+        except (ValueError, TypeError, AttributeError):
+            continue
+        names.append(name)
+    return names
+
+
 def build_sampler(model, gc: DiffusionGenerationConfig) -> Sampler:
-    """The sampler ``gc.sampler`` with ``gc.sampler_kwargs``, checked against the model's output kind."""
+    """The sampler ``gc.sampler`` with ``gc.sampler_kwargs``, checked against the model before the
+    loop: an inapplicable sampler is refused with the list of those that apply."""
+    target = SAMPLER_ALIASES[gc.sampler][0] if gc.sampler in SAMPLER_ALIASES else gc.sampler
+    if target in SAMPLERS and not reads_kind(SAMPLERS[target], model.model_output_kind):
+        raise ValueError(
+            f"sampler {gc.sampler!r} reads {SAMPLERS[target].needs!r} but {type(model).__name__} outputs "
+            f"{model.model_output_kind!r}; the samplers that apply to it are {applicable_samplers(model)}"
+        )
+    discrete = getattr(model.schedule, "num_timesteps", None) is not None
+    if target in SAMPLERS and getattr(SAMPLERS[target], "discrete_time", False) != discrete:
+        raise ValueError(
+            f"sampler {gc.sampler!r} steps in {'discrete' if not discrete else 'continuous'} time but "
+            f"{type(model).__name__} has a {'discrete' if discrete else 'continuous'}-time schedule; "
+            f"the samplers that apply to it are {applicable_samplers(model)}"
+        )
     try:
         sampler = get_sampler(gc.sampler, model.graph, model.schedule, **gc.sampler_kwargs)
     except TypeError as error:  # an argument the sampler's constructor does not take
         raise ValueError(f"sampler_kwargs {gc.sampler_kwargs} do not fit sampler {gc.sampler!r}: {error}") from None
+    except ValueError as error:
+        applicable = applicable_samplers(model)
+        if target in SAMPLERS and gc.sampler not in applicable:  # the model's graph / schedule, not a kwarg
+            raise ValueError(
+                f"sampler {gc.sampler!r} does not apply to {type(model).__name__} ({error}); "
+                f"the samplers that apply to it are {applicable}"
+            ) from None
+        raise
     if sampler.needs != model.model_output_kind and model.model_output_kind in getattr(sampler, "reads", ()):
         sampler.needs = model.model_output_kind  # a sampler that reads several kinds converts the model's own
     if sampler.needs != model.model_output_kind:
@@ -166,6 +217,56 @@ def build_sampler(model, gc: DiffusionGenerationConfig) -> Sampler:
             f"sampler {gc.sampler!r} reads {sampler.needs!r} but {type(model).__name__} outputs {model.model_output_kind!r}"
         )
     return sampler
+
+
+def check_logits_processing(model, logits_processor, stopping_criteria) -> None:
+    """transformers' ``logits_processor`` needs a distribution over clean tokens (masked positions
+    of an absorbing-graph model that outputs log p(x0 | x_t) or the absorbing log score);
+    ``stopping_criteria`` must be callable on (canvas, scores)."""
+    if logits_processor is not None:
+        if not callable(logits_processor):
+            raise ValueError(f"logits_processor must be a transformers LogitsProcessorList, got {logits_processor!r}")
+        if len(logits_processor) and not (
+            model.graph.absorbing and model.model_output_kind in ("log_probs", "log_score")
+        ):
+            raise ValueError(
+                f"logits_processor needs a distribution over clean tokens at masked positions, which "
+                f"{type(model).__name__} on the {model.config.graph} graph does not output"
+            )
+    if stopping_criteria is not None and not callable(stopping_criteria):
+        raise ValueError(f"stopping_criteria must be a transformers StoppingCriteriaList, got {stopping_criteria!r}")
+
+
+def process_model_output(
+    output: torch.Tensor, kind: str, masked: torch.Tensor, canvas: torch.LongTensor, logits_processor
+) -> torch.Tensor:
+    """Apply a transformers ``logits_processor`` to the distribution over clean tokens at the
+    ``masked`` positions [B, L] of ``output`` [B, L, V] (the mask is the last id). Each masked
+    position is one row for the processor: ``input_ids`` = its row of the current ``canvas``,
+    ``scores`` = log p(x0 | x_t) there; the result is renormalised (for the absorbing log score,
+    rescaled to the score's total, as ``filter_model_output``)."""
+    if not logits_processor:
+        return output
+    rows = masked.nonzero(as_tuple=True)
+    if not rows[0].numel():
+        return output
+    picked = output[rows]
+    body = picked[:, :-1].float()
+    scores = logits_processor(canvas[rows[0]], body.clone())
+    new = scores.float().log_softmax(-1)
+    if kind == "log_score":
+        new = new + torch.logsumexp(body, dim=-1, keepdim=True)
+    output = output.clone()
+    output[rows] = torch.cat([new.to(output.dtype), picked[:, -1:]], dim=-1)
+    return output
+
+
+def should_stop(stopping_criteria, canvas: torch.LongTensor, scores: torch.Tensor | None) -> bool:
+    """transformers' stopping criteria on the canvas after a step: True when every row is done."""
+    if not stopping_criteria:
+        return False
+    done = stopping_criteria(canvas, scores)
+    return bool(torch.as_tensor(done).all())
 
 
 def filter_model_output(
@@ -196,11 +297,36 @@ def filter_model_output(
     return torch.where(masked, new, output)
 
 
+def first_hitting_loop(mask_token_id: int, sampler, x, model_output, generator, noise, stopping_criteria, report):
+    """First-hitting sampling of the whole canvas (Zheng et al. 2024; ``samplers.first_hitting``):
+    each step draws per row the time s = t u^(1/n) of the next reveal and reveals one uniformly
+    chosen masked position from p_theta(x0 | x_t) there, so a row with n masked tokens takes n
+    network calls and no time grid. Fixed positions are never masked (absorbing graph), so they
+    are never chosen. Returns (x, nfe)."""
+    t = torch.ones(x.shape[0], device=x.device)
+    nfe, i = 0, 0
+    while (x == mask_token_id).any():
+        s = sampler.next_time(t, x, generator)
+        out = model_output(x, t)
+        nfe += 1
+        x = sampler.step(out, x, t, s, generator, noise((x.shape[0], out.shape[-1]))).prev_sample
+        t, i = s, i + 1
+        report(i - 1, t[0], x)
+        if should_stop(stopping_criteria, x, out):
+            break
+    return x, nfe
+
+
 __all__ = [
+    "first_hitting_loop",
     "AUTOREGRESSIVE_ONLY",
     "MAX_INFERENCE_STEPS",
+    "applicable_samplers",
     "build_sampler",
     "check_generation_config",
+    "check_logits_processing",
+    "process_model_output",
+    "should_stop",
     "filter_model_output",
     "repeat_rows",
     "resolve_generator",

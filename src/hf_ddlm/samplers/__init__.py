@@ -1,9 +1,9 @@
 """Samplers: parameter-free objects that turn a model's output at (x_t, t) into x_s (``base.Sampler``).
 
 One file per algorithm: ``analytic`` and ``euler`` (SEDD), ``ancestral`` (MDLM and BD3-LM's
-``block_ancestral``), ``first_hitting`` (BD3-LM), ``tau_leaping`` and ``predictor_corrector``
-(CTMC), ``d3pm_ancestral``, ``metropolis_hastings`` (CSM); for masked models ``confidence``
-(LLaDA / MaskGIT), ``threshold`` (Fast-dLLM) and ``entropy_bounded`` (EB-sampler), and the
+``block_ancestral``), ``first_hitting`` (MDLM and BD3-LM), ``remdm`` (ReMDM remasking), ``tau_leaping``
+and ``predictor_corrector`` (CTMC), ``d3pm_ancestral``, ``metropolis_hastings`` (CSM); for masked models
+``confidence`` (LLaDA / MaskGIT), ``threshold`` (Fast-dLLM) and ``entropy_bounded`` (EB-sampler), and the
 ``semi_autoregressive`` wrapper behind ``generate(block_length=...)``. The categorical draws they share live in
 ``hf_ddlm.categorical``.
 """
@@ -41,6 +41,7 @@ from .euler import EulerSampler
 from .first_hitting import FirstHittingSampler
 from .metropolis_hastings import MetropolisHastingsSampler
 from .predictor_corrector import PredictorCorrectorSampler
+from .remdm import REMASKING_SCHEDULES, ReMDMSampler
 from .semi_autoregressive import SemiAutoregressiveSampler, check_block_length
 from .tau_leaping import (
     JUMP_RULES,
@@ -76,7 +77,9 @@ __all__ = [
     "LazyProbsOutput",
     "MetropolisHastingsSampler",
     "PredictorCorrectorSampler",
+    "REMASKING_SCHEDULES",
     "RateTerms",
+    "ReMDMSampler",
     "Sampler",
     "SamplerOutput",
     "SemiAutoregressiveSampler",

@@ -35,6 +35,7 @@ class D3PMAncestralSampler(Sampler):
 
     name = "d3pm_ancestral"
     needs = "log_probs"
+    discrete_time = True  # steps on the schedule's T timesteps; the continuous-time samplers do not apply to D3PM
 
     def __init__(
         self,
