@@ -34,20 +34,24 @@ from transformers.utils import logging as hf_logging
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM
 from hf_ddlm.data import chunk_dataset, shakespeare_text, train_bpe_tokenizer
 
-# (label, sampler, sampler_kwargs, what varies, values): step-budget samplers vary the number of
-# steps; threshold and entropy-bounded decoding choose their own number of calls (the budget is then
-# the sequence length) and vary their threshold.
+# (label, sampler, sampler_kwargs, what varies, values, other generate options): step-budget samplers
+# vary the number of steps; threshold and entropy-bounded decoding choose their own number of calls
+# (the budget is then the sequence length) and vary their threshold.
 STEPS = (4, 8, 16, 32, 64)
 RUNS = [
-    ("ancestral", "ancestral", {}, "steps", STEPS),
-    ("first_hitting", "first_hitting", {}, "steps", (None,)),
-    ("confidence top_prob", "confidence", {"ordering": "top_prob"}, "steps", STEPS),
-    ("confidence margin (sampled)", "confidence", {"ordering": "margin", "deterministic": False}, "steps", STEPS),
-    ("threshold", "threshold", {}, "threshold", (0.3, 0.5, 0.7, 0.9, 0.97)),
-    ("entropy_bounded", "entropy_bounded", {}, "gamma", (0.1, 0.5, 1.0, 2.0, 4.0)),
-    ("remdm_cap eta=0.02", "remdm", {"remasking": "cap", "eta": 0.02}, "steps", STEPS),
-    ("remdm_loop", "remdm", {"remasking": "loop"}, "steps", STEPS),
-]
+    ("ancestral", "ancestral", {}, "steps", STEPS, {}),
+    ("first_hitting", "first_hitting", {}, "steps", (None,), {}),
+    ("confidence top_prob", "confidence", {"ordering": "top_prob"}, "steps", STEPS, {}),
+    ("confidence margin (sampled)", "confidence", {"ordering": "margin", "deterministic": False}, "steps", STEPS, {}),
+    ("confidence, blocks of 16", "confidence", {"ordering": "margin", "deterministic": False}, "steps", STEPS,
+     {"block_length": 16}),
+    ("threshold", "threshold", {}, "threshold", (0.3, 0.5, 0.7, 0.9, 0.97), {}),
+    ("entropy_bounded", "entropy_bounded", {}, "gamma", (0.1, 0.5, 1.0, 2.0, 4.0), {}),
+    ("remdm_cap eta=0.02", "remdm", {"remasking": "cap", "eta": 0.02}, "steps", STEPS, {}),
+    ("remdm_loop", "remdm", {"remasking": "loop"}, "steps", STEPS, {}),
+    ("ancestral + adaptive stop", "ancestral", {}, "steps", (32, 64),
+     {"stability_threshold": 2, "confidence_threshold": 0.5}),
+]  # fmt: skip
 
 
 def parse_args(argv=None):
@@ -217,7 +221,7 @@ def main(argv=None):
           f"[{time.perf_counter() - t0:.0f} s]")  # fmt: skip
 
     results = []
-    for label, sampler, kwargs, varies, values in RUNS:
+    for label, sampler, kwargs, varies, values, options in RUNS:
         if args.only and label not in args.only:
             continue
         for value in values:
@@ -235,6 +239,7 @@ def main(argv=None):
                 sampler_kwargs=kw,
                 seed=args.seed,
                 return_dict_in_generate=True,
+                **options,
             )
             seconds = time.perf_counter() - start
             ids = out.sequences
@@ -244,6 +249,7 @@ def main(argv=None):
                 "sampler_kwargs": kw,
                 "setting": f"{varies}={value}" if value is not None else "one call per token",
                 "nfe": int(out.num_function_evaluations),
+                "nfe_saved": int(getattr(out, "num_function_evaluations_saved", None) or 0),  # adaptive stop
                 "seconds": round(seconds, 3),
                 "gen_ppl": round(math.exp(judge_nll(judge, ids)), 2),
                 "unigram_entropy": round(unigram_entropy(ids, vocab), 3),
