@@ -46,6 +46,7 @@ RUNS = [
     ("confidence, blocks of 16", "confidence", {"ordering": "margin", "deterministic": False}, "steps", STEPS,
      {"block_length": 16}),
     ("threshold", "threshold", {}, "threshold", (0.3, 0.5, 0.7, 0.9, 0.97), {}),
+    ("threshold (sampled)", "threshold", {"deterministic": False}, "threshold", (0.3, 0.5, 0.7, 0.9), {}),
     ("entropy_bounded", "entropy_bounded", {}, "gamma", (0.1, 0.5, 1.0, 2.0, 4.0), {}),
     ("remdm_cap eta=0.02", "remdm", {"remasking": "cap", "eta": 0.02}, "steps", STEPS, {}),
     ("remdm_loop", "remdm", {"remasking": "loop"}, "steps", STEPS, {}),
