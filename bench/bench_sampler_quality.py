@@ -276,6 +276,11 @@ def main(argv=None):
     }
     Path(f"{out}.json").write_text(json.dumps({"setup": header, "results": results}, indent=1) + "\n")
     lines = [
+        f"Made by `bench/bench_sampler_quality.py` ({header['machine']}): an MDLM trained {args.train_steps} steps "
+        f"(held-out NELBO {header['heldout_nelbo_per_token']} nats/token), judged by a GPT-2 of the same size trained "
+        f"{args.judge_steps} steps (held-out perplexity {header['heldout_judge_perplexity']}); {args.num_samples} "
+        f"unconditional samples of {args.seq_len} tokens per row. Unigram entropy in nats.",
+        "",
         "| sampler | setting | NFE | seconds | gen. PPL | unigram entropy |",
         "|---|---|---|---|---|---|",
         *(
