@@ -17,6 +17,8 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.utils import logging
 
+from .export.atomic import atomic_path
+
 logger = logging.get_logger(__name__)
 
 EMA_WEIGHTS_NAME = "ema.safetensors"
@@ -75,7 +77,9 @@ class EMACallback(TrainerCallback):
             return
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         os.makedirs(folder, exist_ok=True)
-        save_file({n: t.contiguous().cpu() for n, t in self.shadow.items()}, os.path.join(folder, EMA_WEIGHTS_NAME))
+        # atomically, as every file hf_ddlm writes: a killed save leaves the old file or the new one
+        with atomic_path(os.path.join(folder, EMA_WEIGHTS_NAME)) as tmp:
+            save_file({n: t.contiguous().cpu() for n, t in self.shadow.items()}, str(tmp))
 
     @torch.no_grad()
     def copy_to(self, model) -> None:

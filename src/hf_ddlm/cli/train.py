@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..export.atomic import write_file
 from .arguments import add_shared, existing_dir, existing_file, existing_path, key_value, positive_int
 from .common import CLIError, chunk_rows, device_name, load_model, load_tokenizer, read_texts, read_token_rows
 
@@ -198,7 +199,7 @@ def run(args) -> int:
             model.eval(), ids, batch_size=args.batch_size, num_samples=args.eval_samples, generator=g
         )
         result["eval_perplexity_bound"] = bound.perplexity
-        (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(result, indent=2))
+        write_file(Path(args.output_dir) / "eval_results.json", json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
 

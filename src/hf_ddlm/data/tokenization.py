@@ -16,7 +16,6 @@ import base64
 import hashlib
 import importlib.metadata
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from ..export.atomic import write_file
 from .corpus import MissingDataPackageError, _as_documents, _install_hint
 
 if TYPE_CHECKING:  # heavy import, only needed at call time
@@ -241,22 +241,9 @@ def default_cache_dir() -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    """Write ``text`` to ``path`` atomically (``hf_ddlm.export.atomic``), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache file can be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_file(path, text)
 
 
 def _load_gpt2_json(path: Path) -> str | None:
