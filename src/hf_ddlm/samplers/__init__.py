@@ -22,7 +22,7 @@ from ..categorical import (
     sample_categorical,
     sample_categorical_rows,
 )
-from .analytic import AnalyticSampler, tweedie_denoise
+from .analytic import AnalyticSampler, ScoreSampler, tweedie_denoise
 from .ancestral import VARIANTS, AncestralSampler
 from .base import (
     SAMPLER_ALIASES,
@@ -81,6 +81,7 @@ __all__ = [
     "RateTerms",
     "ReMDMSampler",
     "Sampler",
+    "ScoreSampler",
     "SamplerOutput",
     "SemiAutoregressiveSampler",
     "TauLeapingSampler",

@@ -11,14 +11,29 @@ from ..processes.schedules import NoiseSchedule
 from .base import LazyProbsOutput, Sampler, SamplerOutput, register_sampler
 
 
+class ScoreSampler(Sampler):
+    """SEDD's samplers: they read the log concrete score and end with the same Tweedie denoising step."""
+
+    needs = "log_score"
+
+    def denoise(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.LongTensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        uniform_noise: torch.Tensor | None = None,
+    ) -> SamplerOutput:
+        return tweedie_denoise(self.graph, self.schedule, model_output, x_t, t, generator, uniform_noise)
+
+
 @register_sampler
-class AnalyticSampler(Sampler):
+class AnalyticSampler(ScoreSampler):
     """Tweedie tau-leaping (SEDD eq. 19): p(x_s | x_t) ~ [exp(-dsigma Q) s_theta] * exp(dsigma Q)(x_t, .),
     dsigma = sigma(t) - sigma(s). For the absorbing graph with the exact score this is the exact
     posterior."""
 
     name = "analytic"
-    needs = "log_score"
 
     def step(
         self,
@@ -46,16 +61,6 @@ class AnalyticSampler(Sampler):
         probs = weights()
         return SamplerOutput(race_moving_rows(self.graph, probs, x_t, generator, uniform_noise), probs)
 
-    def denoise(
-        self,
-        model_output: torch.Tensor,
-        x_t: torch.LongTensor,
-        t: torch.Tensor,
-        generator: torch.Generator | None = None,
-        uniform_noise: torch.Tensor | None = None,
-    ) -> SamplerOutput:
-        return tweedie_denoise(self.graph, self.schedule, model_output, x_t, t, generator, uniform_noise)
-
 
 def tweedie_denoise(
     graph: Graph,
@@ -76,4 +81,4 @@ def tweedie_denoise(
     return SamplerOutput(race_moving_rows(graph, probs, x_t, generator, uniform_noise), probs)
 
 
-__all__ = ["AnalyticSampler", "tweedie_denoise"]
+__all__ = ["AnalyticSampler", "tweedie_denoise", "ScoreSampler"]

@@ -6,16 +6,15 @@ from __future__ import annotations
 import torch
 
 from ..categorical import race_moving_rows, reveal_absorbing
-from .analytic import tweedie_denoise
-from .base import LazyProbsOutput, Sampler, SamplerOutput, register_sampler
+from .analytic import ScoreSampler
+from .base import LazyProbsOutput, SamplerOutput, register_sampler
 
 
 @register_sampler
-class EulerSampler(Sampler):
+class EulerSampler(ScoreSampler):
     """x_s ~ onehot(x_t) + (t - s) dsigma(t) Q-bar_t(x_t, .), Q-bar the learned reverse rate (SEDD eq. 17)."""
 
     name = "euler"
-    needs = "log_score"
 
     def step(
         self,
@@ -42,16 +41,6 @@ class EulerSampler(Sampler):
             )
         probs = weights()
         return SamplerOutput(race_moving_rows(self.graph, probs, x_t, generator, uniform_noise), probs)
-
-    def denoise(
-        self,
-        model_output: torch.Tensor,
-        x_t: torch.LongTensor,
-        t: torch.Tensor,
-        generator: torch.Generator | None = None,
-        uniform_noise: torch.Tensor | None = None,
-    ) -> SamplerOutput:
-        return tweedie_denoise(self.graph, self.schedule, model_output, x_t, t, generator, uniform_noise)
 
 
 __all__ = ["EulerSampler"]
