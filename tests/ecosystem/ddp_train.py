@@ -108,6 +108,11 @@ def main(out_path: str, names: list[str] | None = None):
     if int(os.environ.get("RANK", "0")) == 0:
         with open(out_path, "w") as f:
             json.dump(results, f)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # a clean teardown: a rank that exits while another still saves can abort in gloo's
+        # background threads ("terminate called without an active exception"), seen once under load
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
