@@ -6,13 +6,14 @@
     hf-ddlm eval     out/mdlm held_out.txt --num-samples 8
     hf-ddlm convert  path/to/louaaron-sedd-small out/sedd-small
     hf-ddlm export   out/mdlm out/mdlm-hub [--push-to-hub user/mdlm-small]
+    hf-ddlm compare  --preset small --output-dir runs/compare [--methods ar mdlm] [--resume]
     hf-ddlm lm-eval  --model hf_ddlm --model_args pretrained=out/mdlm --tasks my_task --include_path tasks/
 
 Every subcommand has ``--help``. Errors in the arguments (a path that does not exist, a malformed
 infilling pattern) exit with status 2 and a one-line message.
 
 One module per subcommand (``train``, ``generate``, ``evaluate`` for ``eval``, ``convert``,
-``export``, ``lm_eval``), each with ``add_parser(subparsers)`` and ``run``; the arguments they share
+``export``, ``lm_eval``, ``compare``), each with ``add_parser(subparsers)`` and ``run``; the arguments they share
 are defined once in :mod:`.arguments`, the loading and scoring they share in :mod:`.common`.
 """
 
@@ -21,11 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import convert, evaluate, export, generate, lm_eval, train
+from . import compare, convert, evaluate, export, generate, lm_eval, train
 from .common import PROG, CLIError
 
 # in the order of ``hf-ddlm --help``
-COMMANDS = (train, generate, evaluate, convert, export, lm_eval)
+COMMANDS = (train, generate, evaluate, convert, export, lm_eval, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
