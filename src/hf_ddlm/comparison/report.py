@@ -174,8 +174,15 @@ preset can be overridden by a flag.
 
 * `tiny` (CI): 2 layers of width 32, sequences of 32, 30 steps: a minute or two on 2 cores; every code path, no
   meaningful numbers.
-* `small`: 4 layers of width 128, sequences of 128 tokens, 16 rows per step: calibrated to finish in about 50
-  minutes on 2 idle CPU cores.
+* `small`: 4 layers of width 128, sequences of 128 tokens, 800 steps of 16 rows (1.6M tokens per method), one
+  torch thread: calibrated to finish in about 50 minutes on 2 idle CPU cores. Calibration (one training step of
+  16 x 128 tokens, forward + backward + AdamW, one thread, seconds; near idle / under a load average of 6.4 on
+  the 2 cores): AR 0.24 / 0.58, SEDD absorb 0.22 / 0.55, SEDD uniform 0.25 / 0.52, MDLM 0.25 / 0.48, BD3-LM 4
+  0.53 / 1.20, BD3-LM 16 0.50 / 1.17, D3PM 0.50 / 0.90, CTMC 0.27 / 0.59, CSM 0.49 / 1.06; all nine 3.25 / 7.05
+  s per step, so 800 steps take about 2,600 s idle, plus about 200 s of data preparation, evaluation and sampling
+  (D3PM's and CSM's 16 samples of 128 steps are the slowest, about 45 s each under load): about 47 minutes idle,
+  100 minutes under that load. Two torch threads on a loaded 2-core machine were 4x slower than one (they
+  contend), hence one thread.
 * The papers' scale (OpenWebText or LM1B, L = 1024, 12 layers of width 768, about 1M steps) is a matter of flags, on
   a GPU, e.g.:
 
