@@ -123,7 +123,7 @@ PRESETS = {
         cond_dim=32, steps=30, batch_size=8, warmup_steps=5, eval_every=10, eval_subset=8, eval_max_rows=32,
         mc_samples=2, num_samples=4, sample_steps=16, checkpoint_every=10, d3pm_timesteps=100, threads=1,
     ),
-    "small": dict(preset="small", threads=1),
+    "small": dict(preset="small", threads=1, eval_subset=64, mc_samples=4),
 }  # fmt: skip
 
 

@@ -94,7 +94,7 @@ def table(report: dict) -> str:
             se = f"{_f(v['stderr'], '.4f')} ({_f(v['mc_stderr'], '.4f')})"
             ppl = ("" if exact else "<= ") + _f(v["perplexity"], ".2f")
         lines.append(
-            f"| {r['label']} | {r['parameters'] / 1e6:.2f}M | {nats} | {se} | {ppl} | {r['train_seconds']:.0f} "
+            f"| {r['label']} | {r['parameters'] / 1e6:.2f}M | {nats} | {se} | {ppl} | {r['train_seconds']:.{0 if r['train_seconds'] >= 100 else 1}f} "
             f"| {r['tokens_per_second']:.0f} | {_f(r['gen_ppl'], '.1f')} | {_f(r['unigram_entropy'], '.2f')} |"
         )
     d = report["data"]
@@ -179,9 +179,10 @@ preset can be overridden by a flag.
   16 x 128 tokens, forward + backward + AdamW, one thread, seconds; near idle / under a load average of 6.4 on
   the 2 cores): AR 0.24 / 0.58, SEDD absorb 0.22 / 0.55, SEDD uniform 0.25 / 0.52, MDLM 0.25 / 0.48, BD3-LM 4
   0.53 / 1.20, BD3-LM 16 0.50 / 1.17, D3PM 0.50 / 0.90, CTMC 0.27 / 0.59, CSM 0.49 / 1.06; all nine 3.25 / 7.05
-  s per step, so 800 steps take about 2,600 s idle, plus about 200 s of data preparation, evaluation and sampling
-  (D3PM's and CSM's 16 samples of 128 steps are the slowest, about 45 s each under load): about 47 minutes idle,
-  100 minutes under that load. Two torch threads on a loaded 2-core machine were 4x slower than one (they
+  s per step, so 800 steps take about 2,600 s idle, plus about 300 s of data preparation (20-45 s), evaluation
+  (64 subset rows every 50 steps; 331 validation rows x 4 Monte-Carlo draws at the end) and sampling (D3PM's and
+  CSM's 16 samples of 128 steps are the slowest, about 45 s each under load): about 48 minutes idle, 100 minutes
+  under that load. Two torch threads on a loaded 2-core machine were 4x slower than one (they
   contend), hence one thread.
 * The papers' scale (OpenWebText or LM1B, L = 1024, 12 layers of width 768, about 1M steps) is a matter of flags, on
   a GPU, e.g.:
