@@ -9,6 +9,7 @@ from .arguments import positive_int, torch_device
 OVERRIDES = [
     ("text_file", str, "a UTF-8 text file instead of the offline Shakespeare plays"),
     ("max_chars", positive_int, "characters of text to read"),
+    ("tokenizer", str, "bpe (trained on the text) or gpt2 (GPT-2's + mask, 50258 ids)"),
     ("vocab_size", positive_int, "BPE vocabulary, mask token included"),
     ("seq_len", positive_int, "tokens per row (a multiple of 16)"),
     ("hidden_size", positive_int, "width of every model"),

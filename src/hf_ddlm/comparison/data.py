@@ -1,7 +1,7 @@
 """The one train / validation split every method sees, and the one data order.
 
 The text (the offline Shakespeare plays, or ``text_file``) trains the quickstart's byte-level BPE
-tokenizer (mask token = last id) and is cut into rows of ``seq_len`` tokens; the last
+tokenizer (mask token = last id; or ``tokenizer="gpt2"``: GPT-2's, with the mask as id 50257) and is cut into rows of ``seq_len`` tokens; the last
 ``validation_fraction`` of the rows (the last text read) is the validation split. Batches are a
 pure function of the step (a fixed permutation per epoch), so every method sees the same rows in
 the same order, and a resumed run needs no data-loader state.
@@ -25,7 +25,7 @@ class SplitData:
 
 
 def load_split(settings) -> SplitData:
-    from ..data import chunk_dataset, shakespeare_text, train_bpe_tokenizer
+    from ..data import chunk_dataset, gpt2_tokenizer, shakespeare_text, train_bpe_tokenizer
 
     if settings.text_file is not None:
         path = Path(settings.text_file)
@@ -34,7 +34,10 @@ def load_split(settings) -> SplitData:
         text = path.read_text(encoding="utf-8")[: settings.max_chars]
     else:
         text = shakespeare_text(max_chars=settings.max_chars)
-    tokenizer = train_bpe_tokenizer(text, vocab_size=settings.vocab_size)
+    if settings.tokenizer == "gpt2":
+        tokenizer = gpt2_tokenizer(with_mask=True)
+    else:
+        tokenizer = train_bpe_tokenizer(text, vocab_size=settings.vocab_size)
     rows = chunk_dataset([text], tokenizer, settings.seq_len).with_format("torch")[:]["input_ids"]
     n_val = max(1, round(rows.shape[0] * settings.validation_fraction))
     if rows.shape[0] - n_val < settings.batch_size:

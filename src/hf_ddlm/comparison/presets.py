@@ -43,6 +43,7 @@ class CompareSettings:
     # data: the offline Shakespeare text (or ``text_file``), the quickstart's BPE tokenizer
     text_file: str | None = None
     max_chars: int = 2_000_000
+    tokenizer: str = "bpe"  # "bpe": trained on the text (vocab_size tokens); "gpt2": GPT-2's + mask (50258)
     vocab_size: int = 1024
     seq_len: int = 128
     validation_fraction: float = 0.05
@@ -99,6 +100,8 @@ class CompareSettings:
             raise ValueError(f"validation_fraction must be in (0, 0.5), got {self.validation_fraction}")
         if not self.lr > 0 or not 0.0 <= self.min_lr_ratio <= 1.0 or self.warmup_steps < 0:
             raise ValueError("lr must be > 0, min_lr_ratio in [0, 1] and warmup_steps >= 0")
+        if self.tokenizer not in ("bpe", "gpt2"):
+            raise ValueError(f"tokenizer must be 'bpe' or 'gpt2', got {self.tokenizer!r}")
         if self.ctmc_graph not in ("uniform", "absorbing"):
             raise ValueError(f"ctmc_graph must be 'uniform' or 'absorbing', got {self.ctmc_graph!r}")
         if self.eval_max_rows is not None and self.eval_max_rows < 1:

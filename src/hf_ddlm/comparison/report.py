@@ -17,7 +17,7 @@ from .plot import draw_curves
 
 GPU_FLAGS = (
     "hf-ddlm compare --preset small --output-dir runs/owt --device cuda --text-file owt_train.txt "
-    "--max-chars 40000000000 --vocab-size 50258 --seq-len 1024 --hidden-size 768 --num-layers 12 --num-heads 12 "
+    "--max-chars 2000000000 --tokenizer gpt2 --seq-len 1024 --hidden-size 768 --num-layers 12 --num-heads 12 "
     "--cond-dim 128 --steps 1000000 --batch-size 512 --lr 3e-4 --warmup-steps 2500 --eval-every 10000 "
     "--checkpoint-every 5000 --eval-subset 256 --mc-samples 8 --num-samples 64 --sample-steps 1000"
 )
@@ -109,7 +109,7 @@ def describe(report: dict) -> str:
     budget = s["steps"] * s["batch_size"] * s["seq_len"]
     return f"""Preset `{s["preset"]}`: every method trained on the same {d["train_rows"]:,} rows of {s["seq_len"]} tokens \
 ({d["characters"]:,} characters of {"the offline Shakespeare plays" if s["text_file"] is None else "`" + Path(s["text_file"]).name + "`"}, \
-byte-level BPE of {d["vocabulary"]} tokens with the mask token last), {s["steps"]} steps of {s["batch_size"]} rows \
+{"GPT-2's tokenizer" if s["tokenizer"] == "gpt2" else "byte-level BPE"} of {d["vocabulary"]} tokens with the mask token last), {s["steps"]} steps of {s["batch_size"]} rows \
 ({budget:,} tokens per method), AdamW (lr {s["lr"]:g}, betas {tuple(s["betas"])}, weight decay {s["weight_decay"]:g}, \
 gradient norm clipped at {s["max_grad_norm"]:g}), {s["warmup_steps"]} warmup steps then cosine decay to \
 {s["min_lr_ratio"]:g} x lr, the same data order and initialisation seed ({s["seed"]}). Diffusion models: one DiT, \
@@ -191,7 +191,9 @@ preset can be overridden by a flag.
 {GPU_FLAGS}
 ```
 
-(with `--text-file` a UTF-8 dump of the corpus; the BPE tokenizer is trained on it with `--vocab-size` tokens).
+(`--text-file`: a UTF-8 dump of the corpus, OpenWebText or LM1B, read into memory up to `--max-chars`;
+`--tokenizer gpt2`: GPT-2's tokenizer with the mask token as id 50257, the papers' vocabulary; the papers' own
+runs also differ in using 1024-token packed rows of the whole corpus, EMA weights and, for MDLM/SEDD, dropout 0.1).
 
 ## One sample per method
 
