@@ -20,7 +20,9 @@ OVERRIDES = [
     ("batch_size", positive_int, "rows per step"),
     ("lr", float, "peak learning rate"),
     ("warmup_steps", int, "linear warmup steps (then cosine decay)"),
+    ("min_lr_ratio", float, "the rate at the last step, as a fraction of the peak"),
     ("d3pm_timesteps", positive_int, "D3PM's T"),
+    ("ctmc_graph", str, "CTMC's graph: uniform (tau-LDR's) or absorbing"),
     ("eval_every", positive_int, "steps between evaluations of the validation subset (the plot)"),
     ("eval_subset", positive_int, "rows of the validation subset"),
     ("eval_max_rows", positive_int, "cap on the final evaluation's rows (default: the whole split)"),
@@ -45,7 +47,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--preset", choices=list(PRESETS), default="small", help="tiny: CI (minutes); small: ~1 CPU hour")
     p.add_argument("--output-dir", required=True, help="the run's folder (checkpoints, models, report)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset of the methods (default: all)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
+                   help=f"a subset of the methods: {', '.join(METHODS)} (default: all)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     p.add_argument("--docs", nargs="?", const="docs", default=None, metavar="DIR",
                    help="also write DIR/comparison.{md,json,png} (default DIR: docs)")  # fmt: skip
