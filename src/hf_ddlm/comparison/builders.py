@@ -8,7 +8,8 @@ NLL scores all ``seq_len`` tokens of a row, like the diffusion bounds.
 
 Method choices (the papers' defaults where they fit): SEDD with the absorbing and the uniform
 graph (loglinear schedule, score entropy); MDLM (SUBS, not time-conditioned); BD3-LM with blocks of
-4 and 16; D3PM with absorbing noise and ``d3pm_timesteps`` steps (1000 by default: the paper's T);
+4 and 16 (``ignore_bos=False``: a row here starts with text, not a BOS token, so position 0 is
+noised and scored like every other, as in the other methods' bounds); D3PM with absorbing noise and ``d3pm_timesteps`` steps (1000 by default: the paper's T);
 CTMC (tau-LDR's continuous-time ELBO) on ``ctmc_graph`` (uniform: tau-LDR's own choice); CSM
 (concrete score matching on the uniform Hamming graph: it has no likelihood bound). Every diffusion
 loss is a per-token mean (SEDD's ``loss_reduction="token_mean"``: its default sums over positions),
@@ -39,8 +40,8 @@ DIFFUSION = {
     "sedd_absorb": (SEDDConfig, SEDDForDiffusionLM, lambda s: {"graph": "absorbing", "loss_reduction": "token_mean"}),
     "sedd_uniform": (SEDDConfig, SEDDForDiffusionLM, lambda s: {"graph": "uniform", "loss_reduction": "token_mean"}),
     "mdlm": (MDLMConfig, MDLMForDiffusionLM, lambda s: {}),
-    "bd3lm_4": (BD3LMConfig, BD3LMForDiffusionLM, lambda s: {"block_size": 4}),
-    "bd3lm_16": (BD3LMConfig, BD3LMForDiffusionLM, lambda s: {"block_size": 16}),
+    "bd3lm_4": (BD3LMConfig, BD3LMForDiffusionLM, lambda s: {"block_size": 4, "ignore_bos": False}),
+    "bd3lm_16": (BD3LMConfig, BD3LMForDiffusionLM, lambda s: {"block_size": 16, "ignore_bos": False}),
     "d3pm": (D3PMConfig, D3PMForDiffusionLM, lambda s: {"graph": "absorbing", "num_timesteps": s.d3pm_timesteps}),
     "ctmc": (CTMCConfig, CTMCForDiffusionLM, lambda s: {"graph": s.ctmc_graph}),
     "csm": (CSMConfig, CSMForDiffusionLM, lambda s: {}),

@@ -179,10 +179,11 @@ preset can be overridden by a flag.
   16 x 128 tokens, forward + backward + AdamW, one thread, seconds; near idle / under a load average of 6.4 on
   the 2 cores): AR 0.24 / 0.58, SEDD absorb 0.22 / 0.55, SEDD uniform 0.25 / 0.52, MDLM 0.25 / 0.48, BD3-LM 4
   0.53 / 1.20, BD3-LM 16 0.50 / 1.17, D3PM 0.50 / 0.90, CTMC 0.27 / 0.59, CSM 0.49 / 1.06; all nine 3.25 / 7.05
-  s per step, so 800 steps take about 2,600 s idle, plus about 300 s of data preparation (20-45 s), evaluation
-  (64 subset rows every 50 steps; 331 validation rows x 4 Monte-Carlo draws at the end) and sampling (D3PM's and
-  CSM's 16 samples of 128 steps are the slowest, about 45 s each under load): about 48 minutes idle, 100 minutes
-  under that load. Two torch threads on a loaded 2-core machine were 4x slower than one (they
+  s per step, so 800 steps take about 2,600 s idle. The rest, measured with `--steps 4` under a load average of
+  4-6: data preparation 17 s, then per method 16-50 s of final evaluation (331 validation rows x 4 Monte-Carlo
+  draws) and sampling (16 samples of 128 steps), 400 s in all for the nine methods, plus the subset evaluations
+  (64 rows every 50 steps, about 1 s each): about 48 minutes idle, about 100 minutes under that load (pass
+  `--steps 600` to fit an hour on a busy machine). Two torch threads on a loaded 2-core machine were 4x slower than one (they
   contend), hence one thread.
 * The papers' scale (OpenWebText or LM1B, L = 1024, 12 layers of width 768, about 1M steps) is a matter of flags, on
   a GPU, e.g.:
