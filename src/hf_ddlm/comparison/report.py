@@ -158,9 +158,16 @@ def write_report(settings, results: dict, data, output_dir, docs_dir=None, log=p
     return report
 
 
+def _printable(text: str) -> str:
+    """A sample for a Markdown code block: control characters (a stray escape byte) as U+FFFD."""
+    return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text.strip()).replace("`", "'")
+
+
 def docs_markdown(report: dict, markdown: str) -> str:
     samples = "\n\n".join(
-        f"**{r['label']}**\n\n```\n{r['sample_texts'][0].strip()}\n```" for r in report["methods"] if r["sample_texts"]
+        f"**{r['label']}**\n\n```\n{_printable(r['sample_texts'][0])}\n```"
+        for r in report["methods"]
+        if r["sample_texts"]
     )
     return f"""{markdown}
 ![validation bound against tokens seen](comparison.png)
@@ -183,7 +190,7 @@ preset can be overridden by a flag.
   4-6: data preparation 17 s, then per method 16-50 s of final evaluation (331 validation rows x 4 Monte-Carlo
   draws) and sampling (16 samples of 128 steps), 400 s in all for the nine methods, plus the subset evaluations
   (64 rows every 50 steps, about 1 s each): about 48 minutes idle, about 100 minutes under that load (pass
-  `--steps 600` to fit an hour on a busy machine). Two torch threads on a loaded 2-core machine were 4x slower than one (they
+  `--steps 450` to fit an hour under that load). Two torch threads on a loaded 2-core machine were 4x slower than one (they
   contend), hence one thread.
 * The papers' scale (OpenWebText or LM1B, L = 1024, 12 layers of width 768, about 1M steps) is a matter of flags, on
   a GPU, e.g.:
