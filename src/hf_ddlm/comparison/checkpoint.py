@@ -62,7 +62,7 @@ def load_checkpoint(folder, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(meta.pop("scheduler"))
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["cpu"])
-    cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
+    cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda.")), key=lambda k: int(k.split(".")[1]))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     return meta
