@@ -282,6 +282,7 @@ class DiT(PreTrainedModel):
         "hidden_states": OutputRecorder(DDiTBlock, index=0),
         "attentions": OutputRecorder(DDiTBlock, index=1),
     }
+    supports_block_kv_cache = True  # its attention hands post-rotary keys to BD3-LM's BlockKVCache
 
     def __init__(self, config):
         super().__init__(config)
@@ -309,6 +310,12 @@ class DiT(PreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.vocab_embed = value
+
+    def get_output_embeddings(self):
+        return self.output_layer.linear
+
+    def set_output_embeddings(self, value):
+        self.output_layer.linear = value
 
     def forward(
         self,

@@ -25,7 +25,8 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..backbones.dit import DDiTBlock, DiT, init_dit_weights
+from ..backbones.dit import DDiTBlock, init_dit_weights
+from ..backbones.transformers_backbone import build_backbone
 from ..generation.configuration import DiffusionGenerationConfig
 from ..likelihood import LikelihoodMixin
 from ..objectives.reduction import reduce_loss
@@ -117,7 +118,7 @@ class DiffusionPreTrainedModel(
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
-        self.backbone = DiT(config)
+        self.backbone = build_backbone(config)  # the DiT, or a transformers model (config.backbone_config)
         self.graph = get_graph(config.graph, config.vocab_size)
         self.schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
         # Trainer passes num_items_in_batch only to models that normalise by it; a per-sequence sum
