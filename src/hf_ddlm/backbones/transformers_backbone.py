@@ -57,21 +57,16 @@ class TransformersBackbone(PreTrainedModel):
                 f"backbone_config of model_type {config.model_type!r} is an encoder-decoder; a diffusion backbone "
                 "must be a single stack (a decoder such as llama, qwen2, gpt2, or an encoder)"
             )
-        config.is_causal = False  # masking_utils then builds bidirectional masks
-        super().__init__(config)
-        try:
-            self.model = AutoModel.from_config(config)
-        except ValueError as error:
-            raise ValueError(
-                f"backbone_config of model_type {config.model_type!r} has no transformers base model "
-                f"(AutoModel.from_config failed: {error})"
-            ) from None
-        module = sys.modules.get(type(self.model).__module__)
+        base_class = _base_model_class(config)
+        module = sys.modules.get(base_class.__module__)
         if module is None or not any(hasattr(module, name) for name in _MASK_BUILDERS):
             raise ValueError(
-                f"backbone_config of model_type {config.model_type!r}: {type(self.model).__name__} does not build "
-                "its attention masks through transformers.masking_utils, so it has no bidirectional mode"
+                f"backbone_config of model_type {config.model_type!r}: {base_class.__name__} does not build its "
+                "attention masks through transformers.masking_utils, so it has no bidirectional mode"
             )
+        config.is_causal = False  # masking_utils then builds bidirectional masks
+        super().__init__(config)
+        self.model = AutoModel.from_config(config)
         for sub in self.model.modules():
             if hasattr(sub, "is_causal"):
                 sub.is_causal = False  # SDPA's own causal flag, used when the mask is None
@@ -154,6 +149,19 @@ class TransformersBackbone(PreTrainedModel):
         elif self.shifted_prediction:
             h = torch.cat([h[:, :1], h[:, :-1]], dim=1)
         return self.lm_head(h)
+
+
+def _base_model_class(config: PreTrainedConfig) -> type:
+    """The class ``AutoModel.from_config(config)`` builds, or a ValueError naming the model type."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    try:
+        return MODEL_MAPPING[type(config)]
+    except KeyError:
+        raise ValueError(
+            f"backbone_config of model_type {config.model_type!r} has no transformers base model (AutoModel "
+            "cannot build one from it)"
+        ) from None
 
 
 def build_backbone(config) -> nn.Module:

@@ -166,6 +166,8 @@ class DiffusionConfig(PreTrainedConfig):
     # position i's output read from the hidden state at i - 1 (position 0: its own), as DiffuGPT,
     # DiffuLLaMA and Dream do, so that a pretrained next-token head is used as it was trained
     shifted_prediction: bool = False
+    # DiffuLLaMA's attention-mask annealing: causal -> full over this many training forwards (0: off)
+    attention_anneal_steps: int = interval(min=0)(default=0)
 
     def __post_init__(self, **kwargs):
         self._resolve_backbone_config()
