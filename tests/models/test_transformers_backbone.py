@@ -9,6 +9,7 @@ from transformers import AutoConfig, GPT2Config, LlamaConfig, Qwen2Config, T5Con
 from hf_ddlm import (
     BD3LMConfig,
     BD3LMForDiffusionLM,
+    CSMForDiffusionLM,
     CTMCConfig,
     CTMCForDiffusionLM,
     D3PMConfig,
@@ -188,14 +189,43 @@ def test_every_method_trains_samples_and_scores_on_it(model_class, kwargs):
         assert generated.shape == (2, 16) and (generated < last).all(), sampler
 
 
-def test_bd3lm_decoding_recomputes_the_prefix_for_any_use_cache():
-    """The block KV cache is the DiT's; here every step re-encodes the prefix, so use_cache changes
-    nothing (and the result equals the DiT-free recompute path)."""
-    model = build(BD3LMForDiffusionLM, block_size=4)
-    prompt = ids(batch=1, length=4)
-    a = model.generate(input_ids=prompt, max_new_tokens=8, num_inference_steps=4, seed=0)
-    b = model.generate(input_ids=prompt, max_new_tokens=8, num_inference_steps=4, seed=0, use_cache=False)
-    assert torch.equal(a, b) and torch.equal(a[:, :4], prompt)
+def test_csm_trains_and_samples_on_it():
+    """CSM (no time, no likelihood bound): its loss over the neighbour rows and its samplers."""
+    model = build(CSMForDiffusionLM).train()
+    x = ids()
+    out = model(input_ids=x, labels=x)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.backbone.lm_head.weight.grad is not None
+    model.eval()
+    for sampler in applicable_samplers(model):
+        generated = model.generate(
+            max_length=16, num_return_sequences=2, num_inference_steps=3, sampler=sampler, seed=0
+        )
+        assert generated.shape == (2, 16) and (generated < V).all(), sampler
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bd3lm_block_kv_cache_is_exact(kind):
+    """BD3-LM's block cache, read through the model's own cache argument, gives the tokens of the
+    recompute path exactly; the cached forwards see one or two blocks, not the prefix. Past the
+    model length (16) the cache cannot slide here, so decoding recomputes the prefix."""
+    model = build(BD3LMForDiffusionLM, kind=kind, block_size=4)
+    prompt = ids(batch=2, length=6)
+    mask = torch.ones_like(prompt)
+    mask[0, :2] = 0  # a left-padded row
+    widths = []
+    hook = model.backbone.register_forward_hook(lambda m, args, out: widths.append(args[0].shape[1]))
+    kwargs = dict(input_ids=prompt, attention_mask=mask, max_new_tokens=10, num_inference_steps=4, seed=0)
+    cached = model.generate(**kwargs)
+    cached_widths, widths[:] = list(widths), []
+    recomputed = model.generate(**kwargs, use_cache=False)
+    assert torch.equal(cached, recomputed) and torch.equal(cached[:, :6], prompt)
+    assert max(cached_widths[1:]) <= 8 < max(widths)  # after the prompt: a block (+ the one it commits)
+    widths[:] = []
+    longer = dict(max_length=24, num_return_sequences=1, num_inference_steps=2, seed=0)
+    assert torch.equal(model.generate(**longer), model.generate(**longer, use_cache=False))
+    assert max(widths) > 8  # past the window every call recomputes the prefix
+    hook.remove()
 
 
 def test_hidden_states_and_attentions_are_recorded():

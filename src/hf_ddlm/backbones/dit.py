@@ -282,7 +282,8 @@ class DiT(PreTrainedModel):
         "hidden_states": OutputRecorder(DDiTBlock, index=0),
         "attentions": OutputRecorder(DDiTBlock, index=1),
     }
-    supports_block_kv_cache = True  # its attention hands post-rotary keys to BD3-LM's BlockKVCache
+    # BD3-LM's BlockKVCache may slide past the model length: its rotary keys can be re-based
+    block_kv_cache_slides = True
 
     def __init__(self, config):
         super().__init__(config)

@@ -17,7 +17,9 @@ through ``masking_utils`` (or that has no base model, or is an encoder-decoder) 
 bidirectional this way: it is refused at construction.
 
 There is no input for the time: ``sigma`` is accepted for the DiT's signature and ignored (the
-config requires ``time_conditioning=False``).
+config requires ``time_conditioning=False``). BD3-LM's block KV cache (``kv_caches``, per-layer
+callables) is handed to the model as its ``cache`` argument, whose ``update`` the attention layers
+call with their new keys and values.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ class TransformersBackbone(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_attention_backend = True
-    # the block KV cache of BD3-LM's decoding hands the DiT's attention its post-rotary keys; this
-    # backbone's attention modules are the model's own, so block decoding recomputes the prefix
-    supports_block_kv_cache = False
+    # BD3-LM's BlockKVCache is read through the model's own cache argument (``_BlockCacheLayers``);
+    # it does not slide past the model length here, since the keys of a model with absolute positions
+    # (GPT-2) cannot be re-based: a longer canvas is decoded by recomputing the prefix
+    block_kv_cache_slides = False
 
     def __init__(self, config: PreTrainedConfig, shifted_prediction: bool = False):
         if getattr(config, "is_encoder_decoder", False):
@@ -120,8 +123,10 @@ class TransformersBackbone(PreTrainedModel):
         [B, L] or a boolean [B|1, 1, L, Lk]; position_ids [B, L] or [L] (default 0..L-1);
         ``inputs_embeds`` [B, L, D] in place of the embedding of ``input_ids``; ``output_positions``
         [B, K]: only those rows reach the head. Returns logits [B, L, V] (or [B, K, V])."""
-        if kv_caches is not None:
-            raise ValueError("kv_caches (BD3-LM's block cache) is not supported by a transformers backbone")
+        if kv_caches is not None and attention_mask is None:
+            # a block that sees every cached key and itself: an all-True mask broadcast over the keys
+            # (a 4-D mask is used as given; None would make masking_utils ask the cache for its sizes)
+            attention_mask = torch.ones(1, 1, input_ids.shape[1], 1, dtype=torch.bool, device=input_ids.device)
         if position_ids is not None and position_ids.dim() == 1:
             position_ids = position_ids[None]
         dtype = self.lm_head.weight.dtype if inputs_embeds is None else inputs_embeds.dtype
@@ -135,6 +140,7 @@ class TransformersBackbone(PreTrainedModel):
             attention_mask=self._attention_mask(attention_mask, dtype),
             position_ids=position_ids,
             use_cache=False,
+            cache=None if kv_caches is None else _BlockCacheLayers(kv_caches),
             **record,
         )
         for key in ("hidden_states", "attentions"):
@@ -149,6 +155,18 @@ class TransformersBackbone(PreTrainedModel):
         elif self.shifted_prediction:
             h = torch.cat([h[:, :1], h[:, :-1]], dim=1)
         return self.lm_head(h)
+
+
+class _BlockCacheLayers:
+    """BD3-LM's per-layer cache callables (``BlockKVCache`` views) in the place of a transformers
+    ``Cache``: each attention layer hands ``update`` its new (post-rotary) keys and values and attends
+    to what it returns, the cached prefix followed by them."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def update(self, key_states, value_states, layer_idx, **kwargs):
+        return self.layers[layer_idx](key_states, value_states)
 
 
 def _base_model_class(config: PreTrainedConfig) -> type:

@@ -10,8 +10,8 @@ denoised by the sampler, the network seeing the clean prefix and the block:
   by a separate forward (time-conditioned models, and at the window boundary). Exact: the cached
   logits equal the uncached ones (the prefix's keys never change under the block-causal mask).
 * ``use_cache=False``: every step re-encodes the prefix under the block-causal mask. A backbone
-  without ``supports_block_kv_cache`` (a ``TransformersBackbone``, whose attention modules are the
-  model's own) always decodes this way.
+  whose cache cannot slide (``block_kv_cache_slides = False``: a ``TransformersBackbone``, whose
+  absolute positions, e.g. GPT-2's, cannot be re-based) decodes this way past the model length.
 
 Past the model length L both follow the official code: without a cache the window is the last L
 tokens at positions 0..L-1; the cache keeps its last L - block_size keys as they were computed and
@@ -196,7 +196,9 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
 
         reuse_ok = not config.time_conditioning  # the output depends on the tokens only
         noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
-        use_cache = gc.use_cache is not False and getattr(self.backbone, "supports_block_kv_cache", True)
+        # a backbone whose cache cannot slide (a transformers model) caches canvases within the window
+        slides = getattr(self.backbone, "block_kv_cache_slides", True)
+        use_cache = gc.use_cache is not False and (slides or total <= window)
         cache = BlockKVCache.for_model(self) if use_cache else None
         num_blocks = total // bs
         first = 0  # leading blocks that are given entirely are only encoded
