@@ -189,11 +189,15 @@ def test_trainer_fine_tunes_the_adapted_model_through_the_annealing(tmp_path):
     assert "backbone.lm_head.weight" in changed and any(".layers.1." in n for n in changed)
 
 
-def test_lora_on_a_transformers_backbone(tmp_path):
-    model = MDLMForDiffusionLM.from_causal_lm(causal_lm(), max_position_embeddings=8)
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_lora_on_a_transformers_backbone(kind, tmp_path):
+    """LoRA on the attention and MLP layers (GPT-2's Conv1D too), trained with the stock Trainer."""
+    model = MDLMForDiffusionLM.from_causal_lm(causal_lm(kind), max_position_embeddings=8)
     peft_model = get_lora_model(model, r=4, lora_alpha=8)
     targets = peft_model.peft_config["default"].target_modules
-    assert any(t.endswith("self_attn.q_proj") for t in targets) and any(t.endswith("mlp.up_proj") for t in targets)
+    attention, mlp = ("self_attn.q_proj", "mlp.up_proj") if kind == "llama" else ("attn.c_attn", "mlp.c_fc")
+    assert any(t.endswith(attention) for t in targets) and any(t.endswith(mlp) for t in targets)
+    assert peft_model.peft_config["default"].fan_in_fan_out == (kind == "gpt2")
     base = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" not in n}
     Trainer(model=peft_model, args=train_args(tmp_path, steps=3), train_dataset=dataset()).train()
     for n, p in peft_model.named_parameters():

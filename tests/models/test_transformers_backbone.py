@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, GPT2Config, LlamaConfig, Qwen2Config, T5Config
+from transformers import AutoConfig, GemmaConfig, GPT2Config, LlamaConfig, Qwen2Config, T5Config
 
 from hf_ddlm import (
     BD3LMConfig,
@@ -36,6 +36,16 @@ def backbone_config(kind: str, vocab_size: int = V):
             num_key_value_heads=2,
             max_position_embeddings=64,
         )
+    if kind == "gemma":
+        return GemmaConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+        )
     if kind == "qwen2":
         return Qwen2Config(
             vocab_size=vocab_size,
@@ -64,7 +74,7 @@ def ids(batch=2, length=16, seed=0):
     return torch.randint(0, V - 1, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "gemma"])
 def test_output_at_i_depends_on_tokens_after_i(kind):
     """The decoder runs bidirectionally: changing token 6 changes the logits at position 2 (a
     causal decoder would leave positions < 6 untouched)."""
