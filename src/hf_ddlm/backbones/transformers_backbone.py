@@ -101,8 +101,9 @@ class TransformersBackbone(PreTrainedModel):
 
     def _attention_mask(self, attention_mask, dtype):
         """[B, L] padding passes (the model builds its bidirectional mask); a 4-D boolean pattern is
-        the full mask: boolean for SDPA, additive (0 / dtype min) for the other kernels."""
-        if attention_mask is None or attention_mask.dim() != 4:
+        the full mask: boolean for SDPA, additive (0 / dtype min) for the other kernels. A FlexAttention
+        ``BlockMask`` (BD3-LM under "flex_attention") passes as well."""
+        if not torch.is_tensor(attention_mask) or attention_mask.dim() != 4:
             return attention_mask
         mask = attention_mask.bool()
         if self.config._attn_implementation == "sdpa":
