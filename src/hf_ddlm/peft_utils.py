@@ -19,7 +19,9 @@ group              modules (``N`` = block index)                               d
 The output head (``get_output_embeddings()``) is never targeted (train it with
 ``modules_to_save``). :func:`lora_target_modules` returns the full module names, because the short
 suffix ``mlp.0`` would also match the time-embedding MLP ``sigma_map.mlp.0``. Other backbones are
-classified by the same name rules (see ``_GROUP_RULES``).
+classified by the same name rules (see ``_GROUP_RULES``): a transformers backbone's ``self_attn.q_proj``
+... and ``mlp.up_proj`` ..., or GPT-2's ``attn.c_attn`` and ``mlp.c_fc`` (``Conv1D``, adapted with
+``fan_in_fan_out=True``).
 
     from hf_ddlm.peft_utils import get_lora_model
     peft_model = get_lora_model(model, r=8, lora_alpha=16)      # attention + mlp
@@ -34,12 +36,14 @@ import re
 from collections.abc import Iterable, Sequence
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 LORA_GROUPS = ("attention", "mlp", "conditioning", "time_embedding")
 DEFAULT_LORA_GROUPS = ("attention", "mlp")
 
-# Module types PEFT's LoRA can wrap (peft.tuners.lora.layer.dispatch_default).
-_LORA_SUPPORTED = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
+# Module types PEFT's LoRA can wrap (peft.tuners.lora.layer.dispatch_default); transformers' Conv1D
+# is GPT-2's linear layer (weight stored transposed: LoRA's fan_in_fan_out).
+_LORA_SUPPORTED = (nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
 
 # Classification of a linear module by its dotted name, tried in this order. A name matches a
 # group when one of its dotted components matches the group's pattern.
@@ -57,7 +61,7 @@ _GROUP_RULES = (
 
 
 def _linear_names(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Linear, Conv1D))]
 
 
 def _output_head_names(model: nn.Module) -> set[str]:
@@ -194,9 +198,12 @@ def lora_config(
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"r must be a positive integer, got {r!r}")
     if target_modules is None:
-        target_modules = lora_target_modules(model, groups)
+        target_modules = names = lora_target_modules(model, groups)
     else:
-        check_target_modules(model, target_modules)
+        names = check_target_modules(model, target_modules)
+    modules = dict(model.named_modules())
+    # GPT-2's Conv1D stores its weight transposed (PEFT would otherwise warn and switch it itself)
+    kwargs.setdefault("fan_in_fan_out", any(isinstance(modules[n], Conv1D) for n in names))
     if not isinstance(target_modules, str):
         target_modules = list(target_modules)
     return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules, **kwargs)

@@ -24,8 +24,9 @@ import torch
 from huggingface_hub import HfApi
 from huggingface_hub import constants as hf_constants
 from safetensors.torch import save_file
-from transformers import AutoModel
+from transformers import AutoModel, GPT2Config, LlamaConfig
 
+from hf_ddlm import BD3LMConfig, BD3LMForDiffusionLM, MDLMConfig, MDLMForDiffusionLM
 from hf_ddlm.export import FlattenError, export_model, flatten, push_to_hub
 from hf_ddlm.models.auto import MODELS
 from hf_ddlm.peft_utils import get_lora_model
@@ -149,6 +150,10 @@ def child_results(tmp_path_factory):
         model.save_pretrained(root / f"saved_{mt}")
         tokenizer.save_pretrained(root / f"saved_{mt}")
         cases[f"saved:{mt}"] = [str(root / f"saved_{mt}"), cases[mt][1]]
+    for key, model in backbone_models().items():  # a transformers decoder as the backbone
+        _expected(model, root / f"expected_backbone_{key}.safetensors")
+        folder = export_model(model, root / f"exported_backbone_{key}", tokenizer=tokenizer)
+        cases[f"backbone:{key}"] = [str(folder), str(root / f"expected_backbone_{key}.safetensors")]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "VIRTUAL_ENV"))}
     env.update(HF_HOME=str(root / "hf_home"), TOKENIZERS_PARALLELISM="false")
     with FakeHub() as hub:
@@ -200,6 +205,24 @@ def child_results(tmp_path_factory):
         "model_pushed_card": card,
         "via_save_files": via_save_files,
     }
+
+
+def backbone_models():
+    """Tiny MDLM (Llama decoder, shifted prediction) and BD3-LM (GPT-2 decoder) models."""
+    llama = LlamaConfig(vocab_size=13, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    gpt2 = GPT2Config(vocab_size=13, n_embd=16, n_layer=1, n_head=2, n_positions=32, bos_token_id=1, eos_token_id=1)
+    torch.manual_seed(0)
+    mdlm = MDLMForDiffusionLM(MDLMConfig(backbone_config=llama, shifted_prediction=True, max_position_embeddings=16))
+    bd3lm = BD3LMForDiffusionLM(BD3LMConfig(backbone_config=gpt2, block_size=4, max_position_embeddings=16))
+    return {"mdlm": mdlm.eval(), "bd3lm": bd3lm.eval()}
+
+
+@pytest.mark.parametrize("key", ["mdlm", "bd3lm"])
+def test_exported_transformers_backbone_loads_without_hf_ddlm(child_results, key):
+    r = child_results["child"]["results"][f"backbone:{key}"]
+    assert "error" not in r, r.get("error")
+    assert r["module"].startswith("transformers_modules.") and r["module"].endswith(f"modeling_{key}")
+    assert r["logits_equal"] and r["loss_equal"] and r["generate_equal"] and r["resaved_logits_equal"]
 
 
 @pytest.mark.parametrize("config_class,model_class", model_params("export"))

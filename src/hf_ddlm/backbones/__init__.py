@@ -1,5 +1,6 @@
-"""Networks behind the methods: the DDiT transformer (:mod:`.dit`) and the attention masks and
-kernels it runs (:mod:`.attention`)."""
+"""Networks behind the methods: the DDiT transformer (:mod:`.dit`), the attention masks and
+kernels it runs (:mod:`.attention`), and any transformers base model run bidirectionally
+(:mod:`.transformers_backbone`); ``build_backbone(config)`` picks one."""
 
 from .attention import (
     FLEX_ATTENTION_AVAILABLE,
@@ -27,6 +28,7 @@ from .dit import (
     padding_to_attn_mask,
     rotate_half,
 )
+from .transformers_backbone import TransformersBackbone, build_backbone
 
 __all__ = [
     "FLEX_ATTENTION_AVAILABLE",
@@ -37,9 +39,11 @@ __all__ = [
     "LayerNorm",
     "Rotary",
     "TimestepEmbedder",
+    "TransformersBackbone",
     "apply_rotary",
     "block_causal_mask",
     "block_diff_mask",
+    "build_backbone",
     "dot_product_attention",
     "eager_attention_forward",
     "flex_attention_forward",

@@ -282,6 +282,8 @@ class DiT(PreTrainedModel):
         "hidden_states": OutputRecorder(DDiTBlock, index=0),
         "attentions": OutputRecorder(DDiTBlock, index=1),
     }
+    # BD3-LM's BlockKVCache may slide past the model length: its rotary keys can be re-based
+    block_kv_cache_slides = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -309,6 +311,12 @@ class DiT(PreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.vocab_embed = value
+
+    def get_output_embeddings(self):
+        return self.output_layer.linear
+
+    def set_output_embeddings(self, value):
+        self.output_layer.linear = value
 
     def forward(
         self,

@@ -9,7 +9,9 @@ denoised by the sampler, the network seeing the clean prefix and the block:
   [clean block ; next block] under the block-causal mask (as AR decoding feeds the last token), or
   by a separate forward (time-conditioned models, and at the window boundary). Exact: the cached
   logits equal the uncached ones (the prefix's keys never change under the block-causal mask).
-* ``use_cache=False``: every step re-encodes the prefix under the block-causal mask.
+* ``use_cache=False``: every step re-encodes the prefix under the block-causal mask. A backbone
+  whose cache cannot slide (``block_kv_cache_slides = False``: a ``TransformersBackbone``, whose
+  absolute positions, e.g. GPT-2's, cannot be re-based) decodes this way past the model length.
 
 Past the model length L both follow the official code: without a cache the window is the last L
 tokens at positions 0..L-1; the cache keeps its last L - block_size keys as they were computed and
@@ -194,7 +196,10 @@ class BlockDiffusionGenerationMixin(DiffusionGenerationMixin):
 
         reuse_ok = not config.time_conditioning  # the output depends on the tokens only
         noise = (lambda shape: uniform_noise_fn(shape)) if uniform_noise_fn is not None else (lambda shape: None)
-        cache = BlockKVCache.for_model(self) if gc.use_cache is not False else None
+        # a backbone whose cache cannot slide (a transformers model) caches canvases within the window
+        slides = getattr(self.backbone, "block_kv_cache_slides", True)
+        use_cache = gc.use_cache is not False and (slides or total <= window)
+        cache = BlockKVCache.for_model(self) if use_cache else None
         num_blocks = total // bs
         first = 0  # leading blocks that are given entirely are only encoded
         while first < num_blocks and fixed[:, first * bs : (first + 1) * bs].all():

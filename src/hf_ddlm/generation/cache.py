@@ -23,10 +23,12 @@ queries instead: positions continue as ``slot + rope_offset``, and the keys are 
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from ..backbones.attention import block_causal_mask, materialize_mask, with_key_padding
-from ..backbones.dit import apply_rotary
+from ..backbones.dit import Rotary, apply_rotary
 
 
 class BlockKVCache:
@@ -59,14 +61,14 @@ class BlockKVCache:
 
     @classmethod
     def for_model(cls, model, **kwargs) -> BlockKVCache:
+        """The cache of ``model``'s backbone: the DiT's rotary table re-bases the keys; a backbone
+        without one (a transformers model) never re-bases them (``rebase_every`` unbounded)."""
         config = model.config
-        return cls(
-            config.num_hidden_layers,
-            config.max_position_embeddings,
-            config.block_size,
-            model.backbone.rotary_emb,
-            **kwargs,
-        )
+        rotary = getattr(model.backbone, "rotary_emb", None)
+        if not isinstance(rotary, Rotary):
+            rotary = None
+            kwargs.setdefault("rebase_every", sys.maxsize)
+        return cls(config.num_hidden_layers, config.max_position_embeddings, config.block_size, rotary, **kwargs)
 
     def read(self, key_mask: torch.Tensor | None = None) -> CacheView:
         return CacheView(self, commit=False, key_mask=key_mask)

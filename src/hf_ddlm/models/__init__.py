@@ -1,3 +1,4 @@
+from .adaptation import AttentionAnnealingMixin, CausalLMAdaptationMixin, annealed_attention_mask
 from .auto import AUTO_MODEL_CLASSES, MODELS, register_auto_classes
 from .bd3lm import BD3LMConfig, BD3LMForDiffusionLM
 from .configuration_utils import DiffusionConfig, interval, strict_config
@@ -13,6 +14,9 @@ from .saving import SelfContainedSavingMixin
 from .sedd import SEDDConfig, SEDDForDiffusionLM
 
 __all__ = [
+    "AttentionAnnealingMixin",
+    "CausalLMAdaptationMixin",
+    "annealed_attention_mask",
     "InputChecksMixin",
     "AUTO_MODEL_CLASSES",
     "MODELS",

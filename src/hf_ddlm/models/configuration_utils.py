@@ -22,7 +22,8 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict, validated_field
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from ..processes.graphs import GRAPH_ALIASES, GRAPHS
 from ..processes.schedules import SCHEDULES, get_schedule
@@ -133,6 +134,11 @@ class DiffusionConfig(PreTrainedConfig):
         "n_heads": "num_attention_heads",
         "model_length": "max_position_embeddings",
     }
+    # the denoiser: None = the DiT; else any transformers base model, a nested sub-config as in
+    # transformers' composite configs (saved inside config.json, rebuilt by AutoConfig)
+    sub_configs_defaults = {
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="llama", optional=True)
+    }
 
     # architecture (the DDiT backbone)
     vocab_size: int = positive(default=50258)  # every state, the mask token included (GPT-2's 50257 + 1)
@@ -155,8 +161,16 @@ class DiffusionConfig(PreTrainedConfig):
     sampling_eps: Number = interval(min=0.0, max=1.0, exclude_max=True)(default=1e-3)  # t ~ U[sampling_eps, 1]
     antithetic_sampling: bool = False  # low-discrepancy t over the batch (MDLM)
     loss_reduction: LossReduction = "token_mean"
+    # backbone (hf_ddlm.backbones.build_backbone): a transformers model's config, or None for the DiT
+    backbone_config: dict | PreTrainedConfig | None = None
+    # position i's output read from the hidden state at i - 1 (position 0: its own), as DiffuGPT,
+    # DiffuLLaMA and Dream do, so that a pretrained next-token head is used as it was trained
+    shifted_prediction: bool = False
+    # DiffuLLaMA's attention-mask annealing: causal -> full over this many training forwards (0: off)
+    attention_anneal_steps: int = interval(min=0)(default=0)
 
     def __post_init__(self, **kwargs):
+        self._resolve_backbone_config()
         self.graph = GRAPH_ALIASES.get(self.graph, self.graph)
         if self.graph == "absorbing" and self.mask_token_id is None:
             self.mask_token_id = self.vocab_size - 1
@@ -191,8 +205,66 @@ class DiffusionConfig(PreTrainedConfig):
             config_dict.update(own)
         return super().from_dict(config_dict, **kwargs)
 
+    # the fields a transformers backbone defines: derived from backbone_config, or checked against it
+    BACKBONE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+
+    def _resolve_backbone_config(self):
+        """A dict ``backbone_config`` becomes its ``PreTrainedConfig`` (by its ``model_type``), and the
+        fields the backbone defines (``BACKBONE_FIELDS``) are read from it: a field left at its
+        default is derived, one set to another value is an error (two sources of one number)."""
+        backbone = self.backbone_config
+        if backbone is None:
+            return
+        if isinstance(backbone, dict):
+            model_type = backbone.get("model_type")
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+            if model_type not in CONFIG_MAPPING:
+                raise ValueError(
+                    "backbone_config must be a PreTrainedConfig or a dict with the model_type of a transformers "
+                    f"model, got model_type {model_type!r}"
+                )
+            backbone = CONFIG_MAPPING[model_type].from_dict(backbone)
+            self.backbone_config = backbone
+        defaults = {f.name: f.default for f in dataclasses.fields(type(self))}
+        for name in self.BACKBONE_FIELDS:
+            value = getattr(backbone, name, None)
+            if value is None:
+                continue
+            if getattr(self, name) not in (defaults[name], value):
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must equal backbone_config.{name} ({value}) or be left unset "
+                    "(it is read from backbone_config)"
+                )
+            setattr(self, name, value)
+
+    def validate_backbone(self):
+        """A transformers backbone has no input for the time (LLaDA, Dream and MDLM's published models
+        are not time-conditioned); shifted prediction reuses a pretrained next-token head, which only
+        a transformers backbone has."""
+        if self.backbone_config is None:
+            if self.shifted_prediction:
+                raise ValueError(
+                    "shifted_prediction=True needs a backbone_config (a transformers decoder whose next-token head "
+                    "it reuses); the DiT backbone has none"
+                )
+            return
+        if not isinstance(self.backbone_config, PreTrainedConfig):
+            raise ValueError(f"backbone_config must be a PreTrainedConfig or a dict, got {self.backbone_config!r}")
+        if self.time_conditioning:
+            raise ValueError(
+                "time_conditioning must be False with a backbone_config: a transformers backbone has no input for "
+                "the noise level"
+            )
+        for name in self.BACKBONE_FIELDS:
+            value = getattr(self.backbone_config, name, None)
+            if value is not None and getattr(self, name) != value:
+                raise ValueError(f"{name} ({getattr(self, name)}) must equal backbone_config.{name} ({value})")
+
     def validate_architecture(self):
         super().validate_architecture()
+        if self.backbone_config is not None:
+            return  # the DiT's constraints; a transformers backbone checks its own config
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"

@@ -18,19 +18,20 @@ from ..processes import get_graph
 
 class VocabularyResizingMixin:
     """``get/set_input_embeddings``, ``get/set_output_embeddings`` and ``resize_token_embeddings``
-    for a model with ``backbone.vocab_embed`` and ``backbone.output_layer.linear``."""
+    for a model whose ``backbone`` has them (the DiT: ``vocab_embed`` and ``output_layer.linear``;
+    a ``TransformersBackbone``: the base model's embedding and ``lm_head``, possibly tied)."""
 
-    def get_input_embeddings(self) -> EmbeddingLayer:
-        return self.backbone.vocab_embed
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.backbone.get_input_embeddings()
 
-    def set_input_embeddings(self, value: EmbeddingLayer):
-        self.backbone.vocab_embed = value
+    def set_input_embeddings(self, value: torch.nn.Embedding):
+        self.backbone.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> torch.nn.Linear:
-        return self.backbone.output_layer.linear
+        return self.backbone.get_output_embeddings()
 
     def set_output_embeddings(self, value: torch.nn.Linear):
-        self.backbone.output_layer.linear = value
+        self.backbone.set_output_embeddings(value)
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
         """Resize the vocabulary in place (``resize_token_embeddings`` calls this, then sets
@@ -57,14 +58,27 @@ class VocabularyResizingMixin:
             raise ValueError(f"new_num_tokens must be at least {1 + mask_last}, got {new_num_tokens}")
         if new_num_tokens == old:
             return embedding
+        tied = head.weight is embedding.weight
+        name = "embedding" if isinstance(embedding, EmbeddingLayer) else "weight"  # the DiT's official name
         with torch.no_grad():
-            embedding.embedding = torch.nn.Parameter(
-                self._resized_rows(embedding.embedding, new_num_tokens, mask_last, mean_resizing, "embedding"),
-                requires_grad=embedding.embedding.requires_grad,
+            rows = getattr(embedding, name)
+            setattr(
+                embedding,
+                name,
+                torch.nn.Parameter(
+                    self._resized_rows(rows, new_num_tokens, mask_last, mean_resizing, "embedding"),
+                    requires_grad=rows.requires_grad,
+                ),
             )
-            head.weight = torch.nn.Parameter(
-                self._resized_rows(head.weight, new_num_tokens, mask_last, mean_resizing, "head"),
-                requires_grad=head.weight.requires_grad,
+            if name == "weight":
+                embedding.num_embeddings = new_num_tokens
+            head.weight = (
+                embedding.weight
+                if tied
+                else torch.nn.Parameter(
+                    self._resized_rows(head.weight, new_num_tokens, mask_last, mean_resizing, "head"),
+                    requires_grad=head.weight.requires_grad,
+                )
             )
             if head.bias is not None:
                 head.bias = torch.nn.Parameter(
@@ -91,6 +105,8 @@ class VocabularyResizingMixin:
         (``config.mask_token_id`` follows), and the forward process is rebuilt for the new vocabulary."""
         embedding = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
         vocab_size = self.config.vocab_size
+        if self.config.backbone_config is not None:
+            self.config.backbone_config.vocab_size = vocab_size  # one vocabulary, held in both configs
         if self.config.mask_token_id is not None and self.graph.mask_token_id is not None:
             self.config.mask_token_id = vocab_size - 1
         self.graph = get_graph(self.config.graph, vocab_size)  # the forward process over the new vocabulary

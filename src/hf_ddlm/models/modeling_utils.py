@@ -22,14 +22,17 @@ from typing import Unpack
 
 import torch
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from ..backbones.dit import DDiTBlock, DiT, init_dit_weights
+from ..backbones.dit import DDiTBlock, init_dit_weights
+from ..backbones.transformers_backbone import build_backbone
 from ..generation.configuration import DiffusionGenerationConfig
 from ..likelihood import LikelihoodMixin
 from ..objectives.reduction import reduce_loss
 from ..processes import NoiseLevel, TimeSampler, get_graph, get_schedule
+from .adaptation import AttentionAnnealingMixin
 from .configuration_utils import DiffusionConfig
 from .embeddings import VocabularyResizingMixin
 from .input_checks import InputChecksMixin
@@ -77,6 +80,7 @@ class NoisyInputs:
 
 
 class DiffusionPreTrainedModel(
+    AttentionAnnealingMixin,
     InputChecksMixin,
     LikelihoodMixin,
     StrictLoadingMixin,
@@ -117,9 +121,10 @@ class DiffusionPreTrainedModel(
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
-        self.backbone = DiT(config)
+        self.backbone = build_backbone(config)  # the DiT, or a transformers model (config.backbone_config)
         self.graph = get_graph(config.graph, config.vocab_size)
         self.schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
+        self._register_annealing(config)  # config.attention_anneal_steps: its step counter
         # Trainer passes num_items_in_batch only to models that normalise by it; a per-sequence sum
         # cannot be, so the Trainer then averages over accumulation steps itself.
         self.accepts_loss_kwargs = config.loss_reduction == "token_mean"
@@ -133,6 +138,8 @@ class DiffusionPreTrainedModel(
         ``state_dict={}``) holds the same init as a fresh one. A method with parameters or buffers
         of its own extends this."""
         init_dit_weights(module)
+        if module is self and hasattr(self, "attention_anneal_step"):
+            init.zeros_(self.attention_anneal_step)
 
     # --- method hooks -------------------------------------------------------------------------
     def parameterize(self, logits: torch.Tensor, x_t: torch.LongTensor, level: NoiseLevel | None) -> torch.Tensor:
@@ -215,6 +222,7 @@ class DiffusionPreTrainedModel(
         self, noisy: NoisyInputs, level: NoiseLevel | None, attention_mask, position_ids, inputs_embeds=None, **kwargs
     ):
         inputs_embeds = self.embeds_kwargs(self.given_x_t_embeds(inputs_embeds, noisy))
+        attention_mask = self.annealed_mask(attention_mask, noisy.backbone_input)  # training only
         return self.backbone(
             noisy.backbone_input, self.backbone_conditioning(level), attention_mask, position_ids, **inputs_embeds
         )

@@ -68,6 +68,22 @@ class BD3LMConfig(DiffusionConfig):
                 f"sampling_eps_min ({self.sampling_eps_min}) must not exceed sampling_eps_max ({self.sampling_eps_max})"
             )
 
+    def validate_attention_annealing(self):
+        if self.attention_anneal_steps:
+            raise ValueError(
+                "attention_anneal_steps must be 0 for BD3-LM (model_type 'bd3lm'): its attention is the block mask"
+            )
+
+    def validate_shifted_prediction(self):
+        """Shifted prediction reads block b's first token from the state before it: in the training
+        pass over [x_t ; x0] that is the noisy last token of block b - 1, in decoding its clean
+        token, so training and sampling would disagree."""
+        if self.shifted_prediction:
+            raise ValueError(
+                "shifted_prediction=True is not supported by BD3-LM (model_type 'bd3lm'): a block's first token "
+                "would be read from the noisy previous block in training but from the clean one in decoding"
+            )
+
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         if is_official_bd3lm_config(config_dict):

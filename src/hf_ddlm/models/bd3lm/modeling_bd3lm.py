@@ -33,6 +33,7 @@ from ...generation.block_decoding import BlockDiffusionGenerationMixin
 from ...objectives import masked_diffusion_nelbo
 from ...parameterizations import subs_log_probs
 from ...processes import TimeSampler
+from ..adaptation import CausalLMAdaptationMixin
 from ..modeling_utils import DiffusionPreTrainedModel, NoisyInputs
 from .configuration_bd3lm import BD3LMConfig
 
@@ -49,10 +50,13 @@ class BD3LMPreTrainedModel(DiffusionPreTrainedModel):
             init.copy_(module.sampling_eps_max, torch.tensor(float(module.config.sampling_eps_max)))
 
 
-class BD3LMForDiffusionLM(BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
+class BD3LMForDiffusionLM(CausalLMAdaptationMixin, BD3LMPreTrainedModel, BlockDiffusionGenerationMixin):
     """``logits`` are the SUBS log-probabilities log p_theta(x0 | x_t) [B, L, V] of the x_t half (or
     of the tokens fed in sampling mode); ``loss`` the token-mean NELBO (the official reduction);
-    ``timesteps`` the per-token t [B, L]."""
+    ``timesteps`` the per-token t [B, L]. ``from_causal_lm`` adapts a pretrained causal LM (without
+    shifted prediction or annealing: its attention is the block mask)."""
+
+    adapt_with_shifted_prediction = False
 
     default_sampler = "first_hitting"
     model_output_kind = "log_probs"

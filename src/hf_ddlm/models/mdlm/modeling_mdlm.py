@@ -12,6 +12,7 @@ from __future__ import annotations
 from ...generation.mixin import DiffusionGenerationMixin
 from ...objectives import masked_diffusion_nelbo
 from ...parameterizations import subs_log_probs
+from ..adaptation import CausalLMAdaptationMixin
 from ..modeling_utils import DiffusionPreTrainedModel
 from .configuration_mdlm import MDLMConfig
 
@@ -20,9 +21,10 @@ class MDLMPreTrainedModel(DiffusionPreTrainedModel):
     config_class = MDLMConfig
 
 
-class MDLMForDiffusionLM(MDLMPreTrainedModel, DiffusionGenerationMixin):
+class MDLMForDiffusionLM(CausalLMAdaptationMixin, MDLMPreTrainedModel, DiffusionGenerationMixin):
     """``logits`` are the SUBS log-probabilities log p_theta(x0 | x_t) [B, L, V]; ``loss`` the
-    token-mean NELBO (the official reduction)."""
+    token-mean NELBO (the official reduction). ``from_causal_lm`` adapts a pretrained causal LM
+    (DiffuGPT / DiffuLLaMA: shifted prediction, optional attention-mask annealing)."""
 
     default_sampler = "ancestral"
     model_output_kind = "log_probs"
