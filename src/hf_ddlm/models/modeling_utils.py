@@ -118,7 +118,7 @@ class DiffusionPreTrainedModel(
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
         self.backbone = DiT(config)
-        self.graph = get_graph(config.graph, config.vocab_size)
+        self.graph = get_graph(config.graph, config.vocab_size, config.mask_token_id)
         self.schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
         # Trainer passes num_items_in_batch only to models that normalise by it; a per-sequence sum
         # cannot be, so the Trainer then averages over accumulation steps itself.
