@@ -139,7 +139,9 @@ def local_folder(path, kwargs: dict) -> Path:
     hub = {
         k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision") if k in kwargs
     }
-    return Path(snapshot_download(os.fspath(path), **hub)) / kwargs.get("subfolder", "")
+    # the files from_pretrained reads next anyway (into the same cache): configs and safetensors weights
+    files = ["*.json", "*.safetensors"]
+    return Path(snapshot_download(os.fspath(path), allow_patterns=files, **hub)) / kwargs.get("subfolder", "")
 
 
 def key_mapping(fmt: OfficialFormat, official: dict) -> dict[str, str]:
