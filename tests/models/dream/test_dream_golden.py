@@ -134,3 +134,58 @@ def test_trust_remote_code_is_not_intercepted(tmp_path):
     read the folder as its own."""
     with pytest.raises(ValueError, match="model_type 'Dream'"):
         MDLMForDiffusionLM.from_pretrained(FOLDER, trust_remote_code=True)
+
+
+# generation_config.json as the official DreamGenerationConfig(alg="maskgit_plus", steps=6,
+# max_new_tokens=12, special tokens).save_pretrained writes it (transformers 4.46.2)
+OFFICIAL_GENERATION_CONFIG = {
+    "alg": "maskgit_plus",
+    "alg_temp": None,
+    "bos_token_id": 289,
+    "eos_token_id": 290,
+    "eps": 0.001,
+    "mask_token_id": 288,
+    "max_new_tokens": 12,
+    "output_history": False,
+    "pad_token_id": 290,
+    "steps": 6,
+    "temperature": 0.0,
+    "top_k": None,
+    "top_p": None,
+    "transformers_version": "4.46.2",
+}
+
+
+def _with_generation_config(tmp_path, config):
+    folder = tmp_path / "dream"
+    shutil.copytree(FOLDER, folder)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_dream_generation_config_is_read(tmp_path, golden):
+    """A folder's DreamGenerationConfig (alg, steps, eps, max_new_tokens, temperature) becomes ours: here
+    maskgit_plus over 6 steps, which then reproduces the official run with no argument."""
+    model = AutoModel.from_pretrained(
+        _with_generation_config(tmp_path, OFFICIAL_GENERATION_CONFIG), dtype=torch.float32
+    )
+    gc = model.generation_config
+    assert gc.sampler_kwargs == {"ordering": "top_prob", "deterministic": True, "allocation": "linear"}
+    assert (gc.num_inference_steps, gc.t_min, gc.max_new_tokens) == (6, 0.001, 12)
+    assert torch.equal(model.generate(golden["prompt"]), golden["generate_maskgit_plus"])
+
+
+def test_dream_generation_config_origin_and_errors(tmp_path):
+    origin = MDLMForDiffusionLM.from_pretrained(
+        _with_generation_config(tmp_path, {**OFFICIAL_GENERATION_CONFIG, "alg": "origin", "temperature": 0.2})
+    )
+    gc = origin.generation_config
+    assert gc.sampler == "ancestral" and gc.sampler_kwargs == {"move_chance": "linear"} and gc.temperature == 0.2
+    with pytest.raises(ValueError, match=r"Dream generation config: alg_temp=0\.5 .* is not supported"):
+        MDLMForDiffusionLM.from_pretrained(
+            _with_generation_config(tmp_path / "b", {**OFFICIAL_GENERATION_CONFIG, "alg_temp": 0.5})
+        )
+    with pytest.raises(ValueError, match=r"Dream generation config: alg must be one of .*got 'beam'"):
+        MDLMForDiffusionLM.from_pretrained(
+            _with_generation_config(tmp_path / "c", {**OFFICIAL_GENERATION_CONFIG, "alg": "beam"})
+        )

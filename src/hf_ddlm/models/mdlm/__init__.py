@@ -1,6 +1,6 @@
 from .configuration_mdlm import MDLMConfig
 from .convert_mdlm_checkpoint import convert_official_mdlm
-from .dream_format import DREAM, dream_to_mdlm_config, dream_weights
+from .dream_format import DREAM, dream_generation_config, dream_to_mdlm_config, dream_weights
 from .llada_format import LLADA, llada_to_mdlm_config, llada_weights
 from .modeling_mdlm import MDLMForDiffusionLM, MDLMPreTrainedModel
 from .official_formats import (
@@ -28,6 +28,7 @@ __all__ = [
     "check_official_weights",
     "find_official_checkpoint",
     "convert_official_mdlm",
+    "dream_generation_config",
     "dream_to_mdlm_config",
     "dream_weights",
     "llada_to_mdlm_config",

@@ -22,7 +22,7 @@ from ...generation.configuration import DiffusionGenerationConfig
 from ..sedd.convert_sedd_checkpoint import check_state_dict, converter_main, load_weights, read_json, write_checkpoint
 from .configuration_mdlm import MDLMConfig
 from .modeling_mdlm import MDLMForDiffusionLM
-from .official_formats import official_format, official_state_dict
+from .official_formats import SPECIAL_TOKENS, official_format, official_state_dict
 
 # configs/config.yaml of kuleshov-group/mdlm: sampling.predictor ddpm_cache, steps 128,
 # noise_removal True; the grid ends at 1e-5 (diffusion.py ``_sample``).
@@ -54,10 +54,10 @@ def convert_official_mdlm(src_dir, dst_dir, overwrite: bool = False):
         config = MDLMConfig.from_dict(official)
         state = official_state_dict(fmt, official, src)
         check_state_dict(state, MDLMForDiffusionLM, config)
-        special = {k: getattr(config, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id")}
-        generation_config = DiffusionGenerationConfig(
-            **fmt.generation_config, **{k: v for k, v in special.items() if v is not None}
-        )
+        path = src / "generation_config.json"
+        folder_config = read_json(path, "src_dir") if path.is_file() else {}
+        folder_config = {**{k: getattr(config, k, None) for k in SPECIAL_TOKENS}, **folder_config}
+        generation_config = DiffusionGenerationConfig(**fmt.generation_config_fields(folder_config))
         return write_checkpoint(dst_dir, config, state, generation_config, overwrite)
     if official.get("model_type") != "mdlm":
         raise ValueError(

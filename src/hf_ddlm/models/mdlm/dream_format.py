@@ -141,6 +141,47 @@ def dream_weights(official: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {k: (f"backbone.{k}", shape) for k, shape in out.items()}
 
 
+# diffusion_generate's alg -> our confidence ordering ("origin" is the ancestral sampler)
+_DREAM_ORDERINGS = {"entropy": "entropy", "maskgit_plus": "top_prob", "topk_margin": "margin"}
+
+
+def dream_generation_config(folder_config: dict) -> dict:
+    """What a Dream generation_config.json (``DreamGenerationConfig``: alg, steps, eps, temperature,
+    top_p, top_k, max_new_tokens) sets, as DiffusionGenerationConfig fields. ``alg="origin"`` reveals
+    each mask with probability 1 - s / t (MDLM's ancestral step, linear schedule); the others rank
+    positions (temperature 0: argmax proposals). ``alg_temp`` > 0 (positions drawn by confidence)
+    has no counterpart and is refused."""
+    out = {}
+    if folder_config.get("steps") is not None:
+        out["num_inference_steps"] = folder_config["steps"]
+    if folder_config.get("eps") is not None:
+        out["t_min"] = folder_config["eps"]
+    for key in ("max_new_tokens", "top_p", "top_k"):
+        if folder_config.get(key) is not None:
+            out[key] = folder_config[key]
+    temperature = folder_config.get("temperature")
+    if temperature:
+        out["temperature"] = temperature
+    alg = folder_config.get("alg")
+    if alg is None:
+        return out
+    if folder_config.get("alg_temp"):
+        raise ValueError(
+            f"Dream generation config: alg_temp={folder_config['alg_temp']!r} (positions drawn by confidence) is not "
+            "supported; use alg_temp 0 or null"
+        )
+    if alg == "origin":
+        out.update(sampler="ancestral", sampler_kwargs={"move_chance": "linear"}, noise_removal=True)
+    elif alg in _DREAM_ORDERINGS:
+        kwargs = {"ordering": _DREAM_ORDERINGS[alg], "deterministic": not temperature, "allocation": "linear"}
+        out.update(sampler="confidence", sampler_kwargs=kwargs)
+    else:
+        raise ValueError(
+            f"Dream generation config: alg must be one of origin, {', '.join(_DREAM_ORDERINGS)}; got {alg!r}"
+        )
+    return out
+
+
 DREAM = register_official_format(
     OfficialFormat(
         name="Dream",
@@ -148,7 +189,8 @@ DREAM = register_official_format(
         to_mdlm_config=dream_to_mdlm_config,
         weights=dream_weights,
         generation_config=DREAM_GENERATION_CONFIG,
+        read_generation_config=dream_generation_config,
     )
 )
 
-__all__ = ["DREAM", "dream_to_mdlm_config", "dream_weights"]
+__all__ = ["DREAM", "dream_generation_config", "dream_to_mdlm_config", "dream_weights"]

@@ -33,7 +33,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import PreTrainedConfig
 
+from ...generation.configuration import DiffusionGenerationConfig
+
 WEIGHTS_INDEX = "model.safetensors.index.json"
+SPECIAL_TOKENS = ("pad_token_id", "eos_token_id", "bos_token_id")
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,24 @@ class OfficialFormat:
     ``to_mdlm_config``: official config.json dict -> MDLMConfig dict (raises ValueError for options
     the mapping does not cover, naming them). ``weights``: official config dict -> {official weight
     name: (our name, shape)}. ``generation_config``: the published sampler, as DiffusionGenerationConfig
-    fields."""
+    fields. ``read_generation_config``: the folder's own generation_config.json dict -> the fields it
+    overrides (its sampler settings in the official code's terms), or None: only its special tokens."""
 
     name: str
     model_type: str
     to_mdlm_config: Callable[[dict], dict]
     weights: Callable[[dict], dict[str, tuple[str, tuple[int, ...]]]]
     generation_config: dict
+    read_generation_config: Callable[[dict], dict] | None = None
+
+    def generation_config_fields(self, folder_config: dict) -> dict:
+        """The default generation config of a loaded folder: the published sampler, the folder's
+        special tokens, and what its generation_config.json sets in the official code's terms."""
+        fields = dict(self.generation_config)
+        fields.update({k: folder_config[k] for k in SPECIAL_TOKENS if folder_config.get(k) is not None})
+        if self.read_generation_config is not None:
+            fields.update(self.read_generation_config(folder_config))
+        return fields
 
 
 FORMATS: dict[str, OfficialFormat] = {}
@@ -169,8 +183,8 @@ def official_state_dict(fmt: OfficialFormat, official: dict, folder: Path) -> di
 
 @dataclass
 class OfficialCheckpoint:
-    """An official folder about to be loaded by ``from_pretrained`` (``StrictLoadingMixin`` calls
-    ``loading_kwargs`` before transformers' loading and ``finish`` after it)."""
+    """An official folder about to be loaded by ``from_pretrained`` (``StrictLoadingMixin`` passes
+    ``loading_kwargs`` to transformers' loading)."""
 
     fmt: OfficialFormat
     official: dict
@@ -178,21 +192,20 @@ class OfficialCheckpoint:
 
     def loading_kwargs(self, config_class, kwargs: dict) -> dict:
         """The weights checked by name and shape (from the file headers), the config read as
-        ``config_class`` (unless given), and the official names mapped onto ours as they load."""
-        check_official_weights(self.fmt, self.official, weight_shapes(local_folder(self.path, kwargs)), self.path)
+        ``config_class`` (unless given), the official names mapped onto ours as they load, and the
+        generation config (unless given): the published sampler with the folder's settings."""
+        folder = local_folder(self.path, kwargs)
+        check_official_weights(self.fmt, self.official, weight_shapes(folder), self.path)
         kwargs = dict(kwargs)
         if kwargs.get("config") is None:
             kwargs["config"] = config_class.from_dict(self.official)
         kwargs["key_mapping"] = {**key_mapping(self.fmt, self.official), **(kwargs.get("key_mapping") or {})}
+        if kwargs.get("generation_config") is None:
+            path = folder / "generation_config.json"
+            folder_config = {k: self.official.get(k) for k in SPECIAL_TOKENS}
+            folder_config.update(json.loads(path.read_text()) if path.is_file() else {})
+            kwargs["generation_config"] = DiffusionGenerationConfig(**self.fmt.generation_config_fields(folder_config))
         return kwargs
-
-    def finish(self, model) -> None:
-        """The published sampler, with the folder's special tokens, as the default generation config."""
-        loaded = model.generation_config
-        special = {k: getattr(loaded, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id")}
-        model.generation_config = type(loaded)(
-            **self.fmt.generation_config, **{k: v for k, v in special.items() if v is not None}
-        )
 
 
 def find_official_checkpoint(path, kwargs: dict) -> OfficialCheckpoint | None:
