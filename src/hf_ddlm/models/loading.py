@@ -49,6 +49,8 @@ class StrictLoadingMixin:
                     + "; ".join(problems)
                     + ")"
                 )
+        if official is not None:
+            official.loaded(model)
         _warn_about_non_finite_weights(model, pretrained_model_name_or_path)
         return (model, info) if want_info else model
 

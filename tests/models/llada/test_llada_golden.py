@@ -138,3 +138,46 @@ def test_unsupported_architecture_option_is_named(field, value):
     official[field] = value
     with pytest.raises(ValueError, match=rf"LLaDA config: {field}={value!r} is not supported"):
         MDLMConfig.from_dict(official)
+
+
+def test_sharded_checkpoint_loads(tmp_path, golden):
+    """The published 8B folders are sharded (model.safetensors.index.json): the check and the renaming
+    read every shard."""
+    folder = tmp_path / "sharded"
+    shutil.copytree(FOLDER, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: state[k] for k in keys}, folder / file, metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: file for file, keys in shards.items() for k in keys}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone(golden["input_ids"]), golden["logits"], rtol=0, atol=1e-5)
+    converted = AutoModel.from_pretrained(convert_official_mdlm(folder, tmp_path / "converted"), dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(converted.backbone(golden["input_ids"]), golden["logits"], rtol=0, atol=1e-5)
+
+
+def test_tied_output_head(tmp_path):
+    """weight_tying=True: no transformer.ff_out in the folder; the head is the embedding."""
+    folder = tmp_path / "tied"
+    shutil.copytree(FOLDER, folder)
+    state = load_file(folder / "model.safetensors")
+    del state["model.transformer.ff_out.weight"]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "weight_tying": True}))
+    model = MDLMForDiffusionLM.from_pretrained(folder, dtype=torch.float32)
+    assert model.backbone.lm_head.weight is model.backbone.get_input_embeddings().weight
+    torch.testing.assert_close(model.backbone.lm_head.weight, state["model.transformer.wte.weight"].float())
+
+
+def test_save_pretrained_round_trip(model, golden, tmp_path):
+    model.save_pretrained(tmp_path / "ours")
+    again = AutoModel.from_pretrained(tmp_path / "ours", dtype=torch.float32)
+    assert again.config.mask_token_id == MASK and again.generation_config.block_length == 32
+    with torch.no_grad():
+        torch.testing.assert_close(again.backbone(golden["input_ids"]), golden["logits"], rtol=0, atol=1e-5)

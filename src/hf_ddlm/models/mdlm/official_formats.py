@@ -32,6 +32,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import PreTrainedConfig
+from transformers.core_model_loading import WeightRenaming
 
 from ...generation.configuration import DiffusionGenerationConfig
 
@@ -184,7 +185,7 @@ def official_state_dict(fmt: OfficialFormat, official: dict, folder: Path) -> di
 @dataclass
 class OfficialCheckpoint:
     """An official folder about to be loaded by ``from_pretrained`` (``StrictLoadingMixin`` passes
-    ``loading_kwargs`` to transformers' loading)."""
+    ``loading_kwargs`` to transformers' loading and calls ``loaded`` on the model)."""
 
     fmt: OfficialFormat
     official: dict
@@ -206,6 +207,18 @@ class OfficialCheckpoint:
             folder_config.update(json.loads(path.read_text()) if path.is_file() else {})
             kwargs["generation_config"] = DiffusionGenerationConfig(**self.fmt.generation_config_fields(folder_config))
         return kwargs
+
+    def loaded(self, model) -> None:
+        """After loading: the model is ours, so ``save_pretrained`` writes our names (transformers
+        would otherwise reverse the load-time renaming and write the official ones)."""
+        conversions = getattr(model, "_weight_conversions", None)
+        if conversions:
+            ours = {name for name, _ in self.fmt.weights(self.official).values()}
+            model._weight_conversions = [
+                c
+                for c in conversions
+                if not (isinstance(c, WeightRenaming) and any(t in ours for t in c.target_patterns))
+            ] or None
 
 
 def find_official_checkpoint(path, kwargs: dict) -> OfficialCheckpoint | None:
