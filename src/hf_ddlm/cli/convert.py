@@ -14,8 +14,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "convert",
         help="convert an official checkpoint to hf_ddlm's format",
-        description="Convert an official checkpoint folder (louaaron/sedd-*, kuleshov-group/mdlm-owt, ...) into an "
-        "hf_ddlm folder that AutoModel.from_pretrained loads.",
+        description="Convert an official checkpoint folder (louaaron/sedd-*, kuleshov-group/mdlm-owt, a LLaDA or Dream "
+        "folder, ...) into an hf_ddlm folder that AutoModel.from_pretrained loads.",
     )
     p.add_argument("src", type=existing_dir)
     p.add_argument("dst", type=Path)
@@ -51,6 +51,10 @@ def _detect_method(src: Path, available) -> str:
     config = json.loads(config_path.read_text())
     if config.get("model_type") in available:
         return config["model_type"]
+    from ..models.mdlm.official_formats import official_format
+
+    if official_format(config) is not None and "mdlm" in available:  # LLaDA / Dream: MDLM on their decoder
+        return "mdlm"
     from ..models.sedd.configuration_sedd import is_official_sedd_config
 
     if is_official_sedd_config(config) and "sedd" in available:

@@ -259,7 +259,9 @@ class DiffusionGenerationMixin:
             out = self(input_ids=x, attention_mask=attention_mask, timesteps=t.expand(batch)).logits
             out = filter_model_output(out, self.model_output_kind, x, self.graph, gc)
             masked = x == self.graph.mask_token_id if self.graph.absorbing else None
-            return process_model_output(out, self.model_output_kind, masked, x, logits_processor)
+            return process_model_output(
+                out, self.model_output_kind, masked, x, logits_processor, self.graph.mask_token_id
+            )
 
         nfe, cached, trajectory, saved = 0, None, [], 0
         if sampler.first_hitting:  # no grid: one network call per revealed token

@@ -237,11 +237,24 @@ def check_logits_processing(model, logits_processor, stopping_criteria) -> None:
         raise ValueError(f"stopping_criteria must be a transformers StoppingCriteriaList, got {stopping_criteria!r}")
 
 
+def clean_columns(vocab_size: int, mask_token_id: int | None, device=None) -> torch.LongTensor:
+    """The ids of the clean tokens, every id but the mask (``[:-1]`` when the mask is last, as
+    usual; LLaDA and Dream keep theirs inside the vocabulary; None: no mask, every id)."""
+    ids = torch.arange(vocab_size, device=device)
+    return ids if mask_token_id is None else ids[ids != mask_token_id]
+
+
 def process_model_output(
-    output: torch.Tensor, kind: str, masked: torch.Tensor, canvas: torch.LongTensor, logits_processor
+    output: torch.Tensor,
+    kind: str,
+    masked: torch.Tensor,
+    canvas: torch.LongTensor,
+    logits_processor,
+    mask_token_id: int | None = None,
 ) -> torch.Tensor:
     """Apply a transformers ``logits_processor`` to the distribution over clean tokens at the
-    ``masked`` positions [B, L] of ``output`` [B, L, V] (the mask is the last id). Each masked
+    ``masked`` positions [B, L] of ``output`` [B, L, V] (the mask is ``mask_token_id``, by default
+    the last id). Each masked
     position is one row for the processor: ``input_ids`` = its row of the current ``canvas``,
     ``scores`` = log p(x0 | x_t) there; the result is renormalised (for the absorbing log score,
     rescaled to the score's total, as ``filter_model_output``)."""
@@ -251,13 +264,15 @@ def process_model_output(
     if not rows[0].numel():
         return output
     picked = output[rows]
-    body = picked[:, :-1].float()
+    mask = output.shape[-1] - 1 if mask_token_id is None else mask_token_id
+    clean = clean_columns(output.shape[-1], mask, output.device)
+    body = picked.index_select(-1, clean).float()
     scores = logits_processor(canvas[rows[0]], body.clone())
     new = scores.float().log_softmax(-1)
     if kind == "log_score":
         new = new + torch.logsumexp(body, dim=-1, keepdim=True)
     output = output.clone()
-    output[rows] = torch.cat([new.to(output.dtype), picked[:, -1:]], dim=-1)
+    output[rows] = picked.index_copy(-1, clean, new.to(output.dtype))
     return output
 
 
@@ -289,11 +304,12 @@ def filter_model_output(
             "temperature / top_k / top_p need a distribution over clean tokens; the uniform graph has none"
         )
     masked = (x_t == graph.mask_token_id).unsqueeze(-1)
-    body = output[..., :-1]
+    clean = clean_columns(output.shape[-1], graph.mask_token_id, output.device)
+    body = output.index_select(-1, clean)
     filtered = filter_logits(body.float(), temperature, top_k, top_p).log_softmax(-1).to(output.dtype)
     if kind == "log_score":
         filtered = filtered + torch.logsumexp(body, dim=-1, keepdim=True)
-    new = torch.cat([filtered, output[..., -1:]], dim=-1)
+    new = output.index_copy(-1, clean, filtered)
     return torch.where(masked, new, output)
 
 
@@ -325,6 +341,7 @@ __all__ = [
     "build_sampler",
     "check_generation_config",
     "check_logits_processing",
+    "clean_columns",
     "process_model_output",
     "should_stop",
     "filter_model_output",

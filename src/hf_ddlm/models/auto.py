@@ -8,7 +8,13 @@ Official SEDD folders (``louaaron/sedd-*``) carry the whole Hydra training confi
 * ``hf-ddlm convert`` (``convert_official_sedd``), which writes our layout with a ``model_type``,
   after which every Auto class loads the folder.
 
-``AutoModel.from_pretrained(folder)`` cannot work that way: transformers 5 picks the config class
+LLaDA and Dream folders (``model_type`` ``"llada"`` / ``"Dream"``, with ``auto_map`` to remote code)
+need no patch: those two model types are registered with ``AutoConfig`` by a reader class whose
+``from_dict`` returns the ``MDLMConfig`` of the folder (``mdlm.official_formats``), so without
+``trust_remote_code`` every Auto class resolves them to ``MDLMForDiffusionLM``, which renames the
+weights as it loads them; with ``trust_remote_code=True`` transformers runs the official code.
+
+For SEDD, ``AutoModel.from_pretrained(folder)`` cannot work that way: transformers 5 picks the config class
 only from ``auto_map`` (remote code) or ``model_type`` in ``config.json`` and raises otherwise
 ("Unrecognized model in ..."); it has no hook for a config without ``model_type`` (the old fallback
 that matched a model type in the folder's *name* is gone, and ``AutoConfig.register`` is keyed by
@@ -29,12 +35,13 @@ from __future__ import annotations
 import functools
 
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .bd3lm import BD3LMConfig, BD3LMForDiffusionLM
 from .csm import CSMConfig, CSMForDiffusionLM
 from .ctmc import CTMCConfig, CTMCForDiffusionLM
 from .d3pm import D3PMConfig, D3PMForDiffusionLM
-from .mdlm import MDLMConfig, MDLMForDiffusionLM
+from .mdlm import FORMATS, MDLMConfig, MDLMForDiffusionLM
 from .sedd import SEDDConfig, SEDDForDiffusionLM
 from .sedd.configuration_sedd import is_official_sedd_config
 
@@ -48,6 +55,19 @@ MODELS = [
 ]
 AUTO_MODEL_CLASSES = (AutoModel, AutoModelForMaskedLM)
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "revision", "subfolder", "token")
+
+
+class _OfficialFormatConfig(PreTrainedConfig):
+    """The class ``AutoConfig`` finds for a LLaDA / Dream ``model_type``: it reads the folder's
+    config.json as the ``MDLMConfig`` it describes (an instance of ``MDLMConfig``, not of this class)."""
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return MDLMConfig.from_dict(config_dict, **kwargs)
+
+
+def _official_format_config(model_type: str) -> type:
+    return type(f"{FORMATS[model_type].name}FormatConfig", (_OfficialFormatConfig,), {"model_type": model_type})
 
 
 def _is_official_sedd_folder(pretrained_model_name_or_path, kwargs) -> bool:
@@ -87,6 +107,9 @@ def register_auto_classes():
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         for auto_class in AUTO_MODEL_CLASSES:
             auto_class.register(config_class, model_class, exist_ok=True)
+    for model_type in FORMATS:
+        if model_type not in CONFIG_MAPPING or not issubclass(CONFIG_MAPPING[model_type], _OfficialFormatConfig):
+            AutoConfig.register(model_type, _official_format_config(model_type), exist_ok=True)
     for auto_class in AUTO_MODEL_CLASSES:
         _load_official_sedd_folders(auto_class)
 

@@ -276,7 +276,11 @@ class DiffusionConfig(PreTrainedConfig):
             )
 
     def validate_mask_token_id(self):
-        if self.graph == "absorbing" and self.mask_token_id != self.vocab_size - 1:
+        if self.graph == "absorbing" and getattr(self, "backbone_config", None) is not None:
+            # a transformers backbone may keep the mask inside its vocabulary (LLaDA, Dream, a causal LM's token)
+            if not isinstance(self.mask_token_id, int) or not 0 <= self.mask_token_id < self.vocab_size:
+                raise ValueError(f"mask_token_id must be an id in [0, {self.vocab_size}), got {self.mask_token_id!r}")
+        elif self.graph == "absorbing" and self.mask_token_id != self.vocab_size - 1:
             raise ValueError(
                 f"mask_token_id must be the last id (vocab_size - 1 = {self.vocab_size - 1}), got {self.mask_token_id}"
             )

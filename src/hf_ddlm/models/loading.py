@@ -13,12 +13,19 @@ from transformers import PreTrainedConfig
 class StrictLoadingMixin:
     """``from_pretrained`` is strict by default: a checkpoint of another ``model_type``, or a missing,
     unexpected or mis-shaped weight raises an error that names it, official checkpoints included.
-    ``strict=False`` gives transformers' warnings instead. Always: a truncated or corrupt
+    ``strict=False`` gives transformers' warnings instead. A config class with
+    ``find_official_checkpoint`` (MDLM: LLaDA and Dream folders) has a published format checked, read
+    and renamed on the way in. Always: a truncated or corrupt
     ``*.safetensors`` file is named in the error, and weights holding NaN or inf are named in a warning."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
         want_info = kwargs.pop("output_loading_info", False)
+        # a published format the config class reads as its own (MDLM: LLaDA, Dream folders)
+        find = getattr(cls.config_class, "find_official_checkpoint", None)
+        official = find(pretrained_model_name_or_path, kwargs) if find is not None else None
+        if official is not None:
+            kwargs = official.loading_kwargs(cls.config_class, kwargs)
         if strict:
             cls._check_model_type(pretrained_model_name_or_path, kwargs)
             kwargs.setdefault("ignore_mismatched_sizes", True)  # reported below, by name, with the other problems
@@ -42,6 +49,8 @@ class StrictLoadingMixin:
                     + "; ".join(problems)
                     + ")"
                 )
+        if official is not None:
+            official.loaded(model)
         _warn_about_non_finite_weights(model, pretrained_model_name_or_path)
         return (model, info) if want_info else model
 

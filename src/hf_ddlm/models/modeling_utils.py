@@ -122,7 +122,7 @@ class DiffusionPreTrainedModel(
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
         self.backbone = build_backbone(config)  # the DiT, or a transformers model (config.backbone_config)
-        self.graph = get_graph(config.graph, config.vocab_size)
+        self.graph = get_graph(config.graph, config.vocab_size, config.mask_token_id)
         self.schedule = get_schedule(config.noise_schedule, **config.schedule_kwargs())
         self._register_annealing(config)  # config.attention_anneal_steps: its step counter
         # Trainer passes num_items_in_batch only to models that normalise by it; a per-sequence sum

@@ -15,7 +15,10 @@ rate of jumping from x to y. For a state x:
   divided by the rate dsigma, *including* its constant K(a) = a (log a - 1), so that it is zero at
   the true ratios and non-negative.
 
-The absorbing graph's mask token is always the last id, V - 1.
+The absorbing graph's mask token is the last id, V - 1, unless given: the published LLaDA and Dream
+checkpoints keep theirs inside the vocabulary (126336 of 126464, 151666 of 152064). The score-entropy
+loss of SEDD (the absorbing ``score_entropy``) reads the clean tokens as the ids below the mask, so
+it needs the mask last.
 """
 
 from __future__ import annotations
@@ -118,9 +121,17 @@ class AbsorbingGraph(Graph):
     name = "absorbing"
     absorbing = True
 
+    def __init__(self, vocab_size: int, mask_token_id: int | None = None):
+        super().__init__(vocab_size)
+        if mask_token_id is not None and (
+            not isinstance(mask_token_id, int) or isinstance(mask_token_id, bool) or not 0 <= mask_token_id < vocab_size
+        ):
+            raise ValueError(f"mask_token_id must be an id in [0, {vocab_size}), got {mask_token_id!r}")
+        self._mask_token_id = vocab_size - 1 if mask_token_id is None else mask_token_id
+
     @property
     def mask_token_id(self) -> int:
-        return self.vocab_size - 1
+        return self._mask_token_id
 
     def sample_prior(self, shape, device=None, generator=None):
         return torch.full(shape, self.mask_token_id, dtype=torch.long, device=device)
@@ -161,6 +172,10 @@ class AbsorbingGraph(Graph):
         With r = 1/(e^sigma - 1) the ratio p(x0)/p(M) of the marginals:
         sum_{y != M} s_y - r log s_{x0} + r (log r - 1).
         """
+        if self.mask_token_id != self.vocab_size - 1:
+            raise ValueError(
+                f"the absorbing score entropy needs the mask as the last id ({self.vocab_size - 1}), got {self.mask_token_id}"
+            )
         ratio = 1 / expm1_sigma(_expand(sigma, x_t)).expand_as(x_t)
         return _AbsorbingScoreEntropy.apply(log_score, ratio, x_t, x0, self.mask_token_id)
 
@@ -275,10 +290,14 @@ GRAPHS: dict[str, type[Graph]] = {"absorbing": AbsorbingGraph, "uniform": Unifor
 GRAPH_ALIASES = {"absorb": "absorbing"}
 
 
-def get_graph(name: str, vocab_size: int) -> Graph:
+def get_graph(name: str, vocab_size: int, mask_token_id: int | None = None) -> Graph:
+    """The graph ``name`` over ``vocab_size`` states; ``mask_token_id`` places the absorbing graph's
+    mask (default: the last id)."""
     name = GRAPH_ALIASES.get(name, name)
     if name not in GRAPHS:
         raise ValueError(f"graph must be one of {sorted(GRAPHS)} (or 'absorb'), got {name!r}")
+    if name == "absorbing" and mask_token_id is not None:
+        return GRAPHS[name](vocab_size, mask_token_id)
     return GRAPHS[name](vocab_size)
 
 

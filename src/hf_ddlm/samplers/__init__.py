@@ -34,7 +34,7 @@ from .base import (
     register_sampler,
     register_sampler_alias,
 )
-from .confidence import ORDERINGS, ConfidenceSampler, clean_log_probs, commit_top, token_entropy
+from .confidence import ALLOCATIONS, ORDERINGS, ConfidenceSampler, clean_log_probs, commit_top, token_entropy
 from .d3pm_ancestral import D3PMAncestralSampler
 from .entropy_bounded import EntropyBoundedSampler
 from .euler import EulerSampler
@@ -60,6 +60,7 @@ from .threshold import ThresholdSampler
 
 __all__ = [
     "JUMP_RULES",
+    "ALLOCATIONS",
     "ORDERINGS",
     "VARIANTS",
     "NEG_INFINITY",

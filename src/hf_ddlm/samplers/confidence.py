@@ -25,6 +25,7 @@ from ..processes.schedules import NoiseSchedule
 from .base import Sampler, SamplerOutput, register_sampler
 
 ORDERINGS = ("top_prob", "margin", "entropy")
+ALLOCATIONS = ("even", "linear")
 
 
 def clean_log_probs(model_output: torch.Tensor, kind: str, mask_token_id: int) -> torch.Tensor:
@@ -76,10 +77,12 @@ class ConfidenceSampler(Sampler):
     * ``"entropy"``: c_i = -H(p_theta(. | x_t)^i), lowest entropy first.
 
     The k most confident masked positions of each row take their proposal. k is ``tokens_per_step``
-    or, when None, the masked count n spread evenly over the steps left on the grid as LLaDA's
-    ``get_num_transfer_tokens`` does: k = ceil(n / r), r = (t - t_end) / (t - s) the steps left
-    (n = q r + m: the next m steps commit q + 1, the rest q), so the last step commits every token
-    left. With ``tokens_per_step`` the grid may end with masks: ``denoise`` (the loop's noise
+    or, when None, by ``allocation``: ``"even"`` spreads the masked count n evenly over the steps
+    left on the grid as LLaDA's ``get_num_transfer_tokens`` does: k = ceil(n / r), r = (t - t_end) /
+    (t - s) the steps left (n = q r + m: the next m steps commit q + 1, the rest q); ``"linear"``
+    commits what the reverse process of the linear schedule alpha_t = 1 - t unmasks in expectation,
+    k = floor(n (1 - s / t)) (Dream's ``generation_utils``; a step may commit none). Either way the
+    last step commits every token left. With ``tokens_per_step`` the grid may end with masks: ``denoise`` (the loop's noise
     removal) commits them all. Not the reverse process: biased (reported on the oracle's toys in
     tests/test_confidence_samplers.py) when a step commits several tokens (their joint is drawn as a
     product of marginals) or when the ranking reads the drawn token (``"top_prob"`` with
@@ -93,6 +96,8 @@ class ConfidenceSampler(Sampler):
         tokens_per_step: positions committed per step (a positive integer), or None (spread evenly).
         ordering: ``"top_prob"``, ``"margin"`` or ``"entropy"``.
         deterministic: propose the argmax token (True) or a draw from p_theta (False).
+        allocation: ``"even"`` (LLaDA) or ``"linear"`` (Dream): how many tokens a step commits when
+            ``tokens_per_step`` is None.
     """
 
     name = "confidence"
@@ -107,6 +112,7 @@ class ConfidenceSampler(Sampler):
         tokens_per_step: int | None = None,
         ordering: str = "top_prob",
         deterministic: bool = True,
+        allocation: str = "even",
     ):
         super().__init__(graph, schedule)
         if not graph.absorbing:
@@ -120,6 +126,9 @@ class ConfidenceSampler(Sampler):
         self.tokens_per_step = tokens_per_step
         self.ordering = ordering
         self.deterministic = _check_bool("deterministic", deterministic)
+        if allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+        self.allocation = allocation
 
     # --- the proposal and its confidence -----------------------------------------------------
     def _propose(self, model_output, x_t, generator, uniform_noise):
@@ -155,6 +164,10 @@ class ConfidenceSampler(Sampler):
         if self.tokens_per_step is not None:
             return torch.full_like(n, self.tokens_per_step)
         t_end = self.timesteps[-1] if self.timesteps is not None else torch.zeros(())
+        if self.allocation == "linear":
+            # in the grid's float32, as Dream computes int(n * (1 - s / t)); all that is left at the end
+            share = (n.float() * (1 - s.float() / t.float())).long()
+            return torch.where(s.float() <= t_end.to(s.device).float(), n, share)
         t, s = t.double(), s.double()
         left = ((t - t_end.to(t)) / (t - s).clamp_min(1e-300)).round().clamp_min(1).long()
         return (n + left - 1) // left  # ceil in integers (a float ceil of n / r would round up r | n)
@@ -191,4 +204,4 @@ class ConfidenceSampler(Sampler):
         return SamplerOutput(torch.where(masked, proposal, x_t), log_p.exp())
 
 
-__all__ = ["ORDERINGS", "ConfidenceSampler", "clean_log_probs", "commit_top", "token_entropy"]
+__all__ = ["ALLOCATIONS", "ORDERINGS", "ConfidenceSampler", "clean_log_probs", "commit_top", "token_entropy"]

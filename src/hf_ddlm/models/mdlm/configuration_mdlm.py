@@ -4,6 +4,9 @@ NeurIPS 2024)."""
 from __future__ import annotations
 
 from ..configuration_utils import AbsorbingGraphName, DiffusionConfig, strict_config
+from .dream_format import DREAM  # noqa: F401  (importing a format registers it)
+from .llada_format import LLADA  # noqa: F401
+from .official_formats import find_official_checkpoint, official_format
 
 
 @strict_config
@@ -17,8 +20,14 @@ class MDLMConfig(DiffusionConfig):
     time_conditioning: bool = False
     antithetic_sampling: bool = True
 
+    # from_pretrained (StrictLoadingMixin) also loads a LLaDA or Dream folder: MDLM on its decoder
+    find_official_checkpoint = staticmethod(find_official_checkpoint)
+
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
+        fmt = official_format(config_dict)
+        if fmt is not None:  # LLaDA / Dream: their architecture as a transformers backbone (official_formats)
+            config_dict = fmt.to_mdlm_config(config_dict)
         if config_dict.get("architectures") == ["MDLM"] and "auto_map" in config_dict:
             # the kuleshov-group/mdlm-owt layout: its remote code is replaced by ours
             config_dict = {

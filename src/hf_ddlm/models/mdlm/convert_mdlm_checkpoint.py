@@ -1,5 +1,9 @@
 """Convert an official MDLM checkpoint folder (``kuleshov-group/mdlm-owt`` layout) to hf_ddlm's.
 
+A LLaDA or Dream folder (``official_formats``) converts too: MDLM on the transformers decoder its
+code computes, its weights renamed (every official key and shape checked first), and the published
+sampler as ``generation_config.json``.
+
 The official folder holds ``config.json`` (``model_type: "mdlm"``, ``auto_map`` to remote code,
 the official field names ``hidden_dim`` / ``n_blocks`` / ``n_heads`` / ``model_length``,
 ``return_dict: false``) and ``model.safetensors`` whose keys already carry the ``backbone.`` prefix
@@ -18,6 +22,7 @@ from ...generation.configuration import DiffusionGenerationConfig
 from ..sedd.convert_sedd_checkpoint import check_state_dict, converter_main, load_weights, read_json, write_checkpoint
 from .configuration_mdlm import MDLMConfig
 from .modeling_mdlm import MDLMForDiffusionLM
+from .official_formats import SPECIAL_TOKENS, official_format, official_state_dict
 
 # configs/config.yaml of kuleshov-group/mdlm: sampling.predictor ddpm_cache, steps 128,
 # noise_removal True; the grid ends at 1e-5 (diffusion.py ``_sample``).
@@ -44,6 +49,16 @@ def convert_official_mdlm(src_dir, dst_dir, overwrite: bool = False):
     if not src.is_dir():
         raise ValueError(f"src_dir {src} is not a folder")
     official = read_json(src / "config.json", "src_dir")
+    fmt = official_format(official)
+    if fmt is not None:  # a LLaDA or Dream folder: MDLM on a transformers backbone
+        config = MDLMConfig.from_dict(official)
+        state = official_state_dict(fmt, official, src)
+        check_state_dict(state, MDLMForDiffusionLM, config)
+        path = src / "generation_config.json"
+        folder_config = read_json(path, "src_dir") if path.is_file() else {}
+        folder_config = {**{k: getattr(config, k, None) for k in SPECIAL_TOKENS}, **folder_config}
+        generation_config = DiffusionGenerationConfig(**fmt.generation_config_fields(folder_config))
+        return write_checkpoint(dst_dir, config, state, generation_config, overwrite)
     if official.get("model_type") != "mdlm":
         raise ValueError(
             f"src_dir: {src / 'config.json'} is not an MDLM config (model_type must be 'mdlm', got {official.get('model_type')!r})"
