@@ -74,7 +74,7 @@ def test_readme_adaptation_snippet_runs(tmp_path):
     printed = io.StringIO()
     namespace = {}
     with contextlib.redirect_stdout(printed):
-        exec(block.replace("path/to/causal-lm", str(folder)), namespace)
+        exec(block.replace("HuggingFaceTB/SmolLM2-135M", str(folder)), namespace)
     model, tokenizer = namespace["model"], namespace["tokenizer"]
     assert tokenizer.mask_token == "<|mdm_mask|>" and tokenizer.mask_token_id == V == model.config.mask_token_id
     assert model.config.vocab_size == V + 1 and model.config.shifted_prediction
