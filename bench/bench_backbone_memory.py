@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
 import torch
+from memory import peak_bytes, randomize_zero_init
 from transformers import Qwen2Config
 
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM
@@ -54,24 +54,7 @@ def build(backbone, args):
         config = MDLMConfig(backbone_config=qwen2, max_position_embeddings=args.length)
     torch.manual_seed(0)
     model = MDLMForDiffusionLM(config).to(args.device).train()
-    with torch.no_grad():  # the DiT's zero-initialised head and adaLN: random, so every kernel works
-        for name, p in model.named_parameters():
-            if "adaLN_modulation" in name or "output_layer.linear" in name:
-                p.normal_(0.0, 0.02)
-    return model
-
-
-def peak_bytes(fn, device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    return randomize_zero_init(model)
 
 
 def child(args):

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from memory import peak_bytes, randomize_zero_init
 
 from hf_ddlm import CSMConfig, CSMForDiffusionLM, CTMCConfig, CTMCForDiffusionLM, D3PMConfig, D3PMForDiffusionLM
 from hf_ddlm.samplers import get_sampler
@@ -59,24 +59,7 @@ def build(method, graph, args, **extra):
     )
     torch.manual_seed(0)
     model = model_class(config).to(args.device)
-    with torch.no_grad():  # random head and adaLN: every kernel does real work
-        for name, p in model.named_parameters():
-            if "adaLN_modulation" in name or "output_layer.linear" in name:
-                p.normal_(0.0, 0.02)
-    return model
-
-
-def peak_bytes(fn, device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    return randomize_zero_init(model)
 
 
 def child(args):
