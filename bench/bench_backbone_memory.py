@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import torch
-from memory import peak_bytes, randomize_zero_init
+from memory import randomize_zero_init, training_step_peak
 from transformers import Qwen2Config
 
 from hf_ddlm import MDLMConfig, MDLMForDiffusionLM
@@ -61,16 +61,7 @@ def child(args):
     """One training step of one backbone, in this (fresh) process; prints JSON."""
     torch.set_num_threads(args.threads)
     model = build(args.child, args)
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.randint(0, args.vocab - 1, (args.batch, args.length), generator=g).to(args.device)
-    # warm-up at a short length: allocator and library growth is not counted in the measured step
-    model(input_ids=x0[:, :16], labels=x0[:, :16]).loss.backward()
-    model.zero_grad(set_to_none=True)
-
-    def step():
-        model(input_ids=x0, labels=x0).loss.backward()
-
-    print(json.dumps({"peak": peak_bytes(step, args.device)}))
+    print(json.dumps({"peak": training_step_peak(model, args.vocab, args.batch, args.length, args.device)}))
 
 
 def main():

@@ -23,7 +23,7 @@ import sys
 import time
 
 import torch
-from memory import peak_bytes, randomize_zero_init
+from memory import randomize_zero_init, training_step_peak
 
 from hf_ddlm import CSMConfig, CSMForDiffusionLM, CTMCConfig, CTMCForDiffusionLM, D3PMConfig, D3PMForDiffusionLM
 from hf_ddlm.samplers import get_sampler
@@ -66,16 +66,7 @@ def child(args):
     """One training step of one configuration, in this (fresh) process; prints JSON."""
     method, graph, extra = args.child, args.graph, json.loads(args.extra)
     model = build(method, graph, args, **extra).train()
-    g = torch.Generator(device="cpu").manual_seed(0)
-    x0 = torch.randint(0, args.vocab - 1, (args.batch, args.length), generator=g).to(args.device)
-    # warm-up at a short length, so allocator / library growth is not counted in the measured step
-    model(input_ids=x0[:, :16], labels=x0[:, :16]).loss.backward()
-    model.zero_grad(set_to_none=True)
-
-    def step():
-        model(input_ids=x0, labels=x0).loss.backward()
-
-    print(json.dumps({"peak": peak_bytes(step, args.device)}))
+    print(json.dumps({"peak": training_step_peak(model, args.vocab, args.batch, args.length, args.device)}))
 
 
 def train_memory(args):

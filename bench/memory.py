@@ -32,4 +32,19 @@ def randomize_zero_init(model):
     return model
 
 
-__all__ = ["peak_bytes", "randomize_zero_init"]
+def training_step_peak(model, vocab_size: int, batch: int, length: int, device) -> int:
+    """Peak memory of one training step (forward + backward) of ``model`` on random tokens
+    [batch, length] (ids below the last, the mask), after a short warm-up step so that allocator and
+    library growth is not counted."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x0 = torch.randint(0, vocab_size - 1, (batch, length), generator=g).to(device)
+    model(input_ids=x0[:, :16], labels=x0[:, :16]).loss.backward()
+    model.zero_grad(set_to_none=True)
+
+    def step():
+        model(input_ids=x0, labels=x0).loss.backward()
+
+    return peak_bytes(step, device)
+
+
+__all__ = ["peak_bytes", "randomize_zero_init", "training_step_peak"]
