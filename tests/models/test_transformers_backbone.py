@@ -26,36 +26,21 @@ V = 23  # the mask is the last id, 22
 
 
 def backbone_config(kind: str, vocab_size: int = V):
+    # one tiny decoder shape for every model type (grouped-query attention where it has it)
+    decoder = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     if kind == "llama":
-        return LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-        )
+        return LlamaConfig(**decoder, max_position_embeddings=64)
     if kind == "gemma":
-        return GemmaConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-        )
+        return GemmaConfig(**decoder, head_dim=8)
     if kind == "qwen2":
-        return Qwen2Config(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-        )
+        return Qwen2Config(**decoder, max_position_embeddings=64)
     return GPT2Config(
         vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0
     )
